@@ -1,0 +1,43 @@
+"""create_app(settings) -> FastAPI. The lifespan builds every collaborator once and stores it on
+``app.state``; routes read them from there. No module-level state."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.auth import Verifier
+from gateway.errors import install_error_handlers
+from gateway.middleware import RequestIdMiddleware
+from gateway.routes import health
+from gateway.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        state.settings = settings
+        state.verifier = Verifier(settings)
+        # -- governance (compile the chain; /readyz reflects the result) --
+        from gateway.governance_state import load_governance
+
+        state.governance = load_governance(settings)
+        try:
+            yield
+        finally:
+            pass
+
+    app = FastAPI(
+        title="canonic-gateway",
+        version="0.1.0",
+        description="A governed gateway for LLM inference and GPU compute.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,130 @@
+"""Bearer JWT -> Principal. python-jose with an explicit algorithm allowlist; nothing else."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from fastapi import Request
+from jose import jwt
+from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+
+from gateway.errors import Forbidden, Unauthorized
+from gateway.settings import Settings
+
+SCOPES = ("inference", "compute:read", "compute:write", "governance:read")
+_SYMMETRIC = {"HS256", "HS384", "HS512"}
+_ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    scopes: frozenset[str]
+    token_id: str | None = None
+
+
+class Verifier:
+    """Verifies bearer tokens against one key family: HS with a shared secret, or RS/ES with a
+    public key. Mixing families is refused at construction, which rules out HS/RS confusion."""
+
+    def __init__(self, settings: Settings) -> None:
+        algs = [a.upper() for a in settings.jwt_algorithms]
+        if not algs or any(a not in _SYMMETRIC | _ASYMMETRIC for a in algs):
+            raise ValueError(f"unsupported JWT algorithms {algs}; allowed: {sorted(_SYMMETRIC | _ASYMMETRIC)}")
+        if set(algs) & _SYMMETRIC and set(algs) & _ASYMMETRIC:
+            raise ValueError("JWT algorithms mix HMAC and public-key families; choose one")
+        self.algorithms = algs
+        if set(algs) <= _SYMMETRIC:
+            self.key = settings.jwt_secret
+        else:
+            self.key = settings.jwt_public_key
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+        self.leeway = settings.jwt_leeway_s
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.key)
+
+    def verify(self, token: str) -> Principal:
+        if not self.key:
+            raise Unauthorized("no token verification key is configured on this gateway", code="invalid_api_key")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError:
+            raise Unauthorized("malformed bearer token", code="invalid_api_key") from None
+        if str(header.get("alg", "")).upper() not in self.algorithms:
+            raise Unauthorized("token algorithm is not allowed", code="invalid_api_key")
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require_exp": True, "require_sub": True, "leeway": self.leeway},
+            )
+        except ExpiredSignatureError:
+            raise Unauthorized("token has expired", code="token_expired") from None
+        except JWTClaimsError as exc:
+            raise Unauthorized(f"token claims rejected: {exc}", code="invalid_api_key") from None
+        except JWTError:
+            raise Unauthorized("invalid bearer token", code="invalid_api_key") from None
+        scopes = claims.get("scope", "")
+        if isinstance(scopes, str):
+            scope_set = frozenset(scopes.split())
+        elif isinstance(scopes, list):
+            scope_set = frozenset(str(s) for s in scopes)
+        else:
+            scope_set = frozenset()
+        return Principal(sub=str(claims["sub"]), scopes=scope_set, token_id=claims.get("jti"))
+
+
+def mint_token(settings: Settings, sub: str, scopes: Iterable[str], ttl_s: int) -> str:
+    """Mint an HS256 token with the configured shared secret."""
+    if not settings.jwt_secret:
+        raise ValueError("no GATEWAY_JWT_SECRET is configured; cannot mint a token")
+    scope_list = list(dict.fromkeys(s for s in scopes if s))
+    unknown = [s for s in scope_list if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {unknown}; known scopes: {', '.join(SCOPES)}")
+    if ttl_s <= 0:
+        raise ValueError("ttl must be positive")
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "scope": " ".join(scope_list),
+        "iat": now,
+        "exp": now + ttl_s,
+        "aud": settings.jwt_audience,
+        "iss": settings.jwt_issuer,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <JWT>'", code="invalid_api_key"
+        )
+    return token.strip()
+
+
+def require(scope: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the request's principal, which must hold ``scope``."""
+
+    def dependency(request: Request) -> Principal:
+        verifier: Verifier = request.app.state.verifier
+        principal = verifier.verify(bearer_token(request))
+        if scope not in principal.scopes:
+            raise Forbidden(f"token lacks the '{scope}' scope", code="insufficient_scope")
+        request.state.principal = principal
+        return principal
+
+    return dependency

@@ -1,0 +1,1 @@
+"""HTTP routes: parse -> decide -> act. No business logic lives here."""

@@ -1,0 +1,1 @@
+"""Compute adapters behind one contract, with one lifecycle and one poll loop."""
