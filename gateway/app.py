@@ -26,10 +26,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.governance_state import load_governance
 
         state.governance = load_governance(settings)
+        # -- decision ledger (unavailable -> governed actions answer 503 until it recovers) --
+        from gateway.ledger import Ledger
+
+        state.ledger = Ledger(settings)
+        await state.ledger.start()
         try:
             yield
         finally:
-            pass
+            await state.ledger.stop()
 
     app = FastAPI(
         title="canonic-gateway",

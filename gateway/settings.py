@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     ledger_max_bytes: int = 64 * 1024 * 1024
     ledger_queue_size: int = 10_000
     ledger_max_lag_ms: int = 200
+    ledger_fsync: bool = False
 
     # Telemetry
     telemetry_enabled: bool = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from gateway.cli import ledger as _ledger
 from gateway.cli import serve as _serve
 from gateway.cli import token as _token
 
@@ -21,6 +22,7 @@ def build() -> typer.Typer:
     )
     _serve.register(app)
     _token.register(app)
+    _ledger.register(app)
     return app
 
 
