@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from gateway.auth import Verifier
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
-from gateway.routes import health
+from gateway.routes import health, metrics
 from gateway.settings import Settings
+from gateway.telemetry import Telemetry, TelemetryMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,6 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         state = app.state
         state.settings = settings
+        # -- telemetry first (so everything after it can record), shut down last --
+        state.telemetry = Telemetry(settings)
         state.verifier = Verifier(settings)
         # -- governance (compile the chain; /readyz reflects the result) --
         from gateway.governance_state import load_governance
@@ -35,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await state.ledger.stop()
+            state.telemetry.shutdown()
 
     app = FastAPI(
         title="canonic-gateway",
@@ -44,5 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TelemetryMiddleware)  # outermost: its SERVER span covers everything
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

@@ -1,0 +1,309 @@
+"""Telemetry: OpenTelemetry traces and metrics configured once from the standard ``OTEL_*`` variables,
+plus the Prometheus registry behind ``GET /metrics``. Built once in the lifespan as
+``app.state.telemetry = Telemetry(settings)``; ``shutdown()`` flushes. No globals: the tracer and meter
+providers belong to this object (the global OTel providers are never set).
+
+How other modules use it (``tel = request.app.state.telemetry``):
+
+  Spans. ``TelemetryMiddleware`` opens one SERVER span per HTTP request (child of an incoming
+  ``traceparent``) and makes it the current span, so a child is just::
+
+      with tel.span("policy.decide", {ATTR_DECISION_ID: d.id, ATTR_DECISION_ALLOW: d.allow}) as span:
+          ...                                   # span is the SDK span; set_attribute() on it freely
+      with tel.span(f"chat {model}", {GEN_AI_OPERATION_NAME: "chat"}, kind=SpanKind.CLIENT) as span:
+          headers = tel.inject({})             # traceparent of this CLIENT span -> upstream request
+          span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, n)
+
+  The SERVER span and its context are on ``request.state.otel_span`` / ``request.state.otel_context``
+  (pass ``context=`` to ``tel.span`` when working outside the request's task). ``tel.trace_id()`` gives
+  the current trace id (hex) for the ledger. Put small per-step facts on one span (attributes or
+  ``span.add_event``) rather than opening many children: each span costs CPU (reference/telemetry-cost.md).
+  Prompt/completion text only via ``tel.add_content(span, key, text)``, which is a no-op unless
+  ``settings.telemetry_capture_content``.
+
+  Metrics. The middleware records request duration by route/status for every request; a route adds
+  the model, provider and time to first token with ``tel.annotate(request, model=, provider=, ttft_s=)``.
+  Everything else is explicit: ``tel.metrics.record_tokens(model, provider, input_tokens, output_tokens)``,
+  ``record_decision(action, allow, rule)``, ``record_retry(provider)``,
+  ``record_fallback(from_provider, to_provider)``, ``set_circuit(upstream, "closed"|"half_open"|"open")``,
+  ``set_instances(provider, state, n)``, ``set_cost(provider, dollars_per_hour)``, and callbacks
+  ``observe("ledger_queue_depth", fn)`` / ``observe("ledger_drops", fn, kind="counter")``.
+
+``settings.telemetry_enabled = False`` makes everything a no-op (no spans, no export, metrics frozen).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.settings import Settings
+from gateway.telemetry_config import (
+    CountingMetricExporter,
+    CountingSpanExporter,
+    OtelConfig,
+    load_config,
+    metric_exporter,
+    span_exporter,
+)
+from gateway.telemetry_metrics import Metrics
+
+__all__ = ["SpanKind", "Telemetry", "TelemetryMiddleware"]
+
+log = logging.getLogger(__name__)
+
+# GenAI semantic conventions (inference spans)
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+# HTTP semantic conventions (the SERVER span)
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_PATH = "url.path"
+URL_SCHEME = "url.scheme"
+# The gateway's own attributes
+ATTR_REQUEST_ID = "canonic.request.id"
+ATTR_PRINCIPAL = "canonic.principal"
+ATTR_DECISION_ID = "canonic.decision.id"
+ATTR_DECISION_ALLOW = "canonic.decision.allow"
+ATTR_RULE_IDS = "canonic.decision.rule_ids"
+ATTR_POLICY_REVISION = "canonic.policy.revision"
+ATTR_ATTEMPT = "canonic.upstream.attempt"
+ATTR_PROVIDER = "canonic.upstream.provider"
+ATTR_CIRCUIT_STATE = "canonic.upstream.circuit_state"
+ATTR_INSTANCE_ID = "canonic.compute.instance_id"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"  # only with telemetry_capture_content
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+
+UNMATCHED_ROUTE = "(unmatched)"
+
+
+class Telemetry:
+    """Owns the TracerProvider, MeterProvider and Prometheus registry of one gateway process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.telemetry_enabled
+        self.capture_content = settings.telemetry_capture_content
+        self.propagator = TraceContextTextMapPropagator()
+        self._tracer_provider: TracerProvider | None = None
+        self._meter_provider: MeterProvider | None = None
+        self.config: OtelConfig | None = None
+        meter = None
+        if not self.enabled:
+            self.tracer: trace.Tracer = trace.NoOpTracer()
+            self.metrics = Metrics(enabled=False)
+            return
+        cfg = self.config = load_config(settings.binding_values())
+        if cfg.sdk_disabled:
+            self.tracer = trace.NoOpTracer()
+            self.metrics = Metrics()
+            return
+        resource = Resource(
+            {
+                "telemetry.sdk.language": "python",
+                "telemetry.sdk.name": "opentelemetry",
+                **cfg.resource_attributes,
+                "service.name": cfg.service_name,
+            }
+        )
+        if cfg.metrics is not None:
+            exporter = CountingMetricExporter(
+                metric_exporter(cfg.metrics), lambda: self.metrics.record_exporter_failure("metrics")
+            )
+            reader = PeriodicExportingMetricReader(
+                exporter, export_interval_millis=cfg.metric_interval_ms, export_timeout_millis=cfg.metric_timeout_ms
+            )
+            self._meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
+            meter = self._meter_provider.get_meter("canonic-gateway")
+        self.metrics = Metrics(meter)
+        self._tracer_provider = TracerProvider(resource=resource, sampler=cfg.sampler())
+        if cfg.traces is not None:
+            exporter = CountingSpanExporter(
+                span_exporter(cfg.traces), lambda: self.metrics.record_exporter_failure("traces")
+            )
+            self._tracer_provider.add_span_processor(
+                BatchSpanProcessor(
+                    exporter,
+                    max_queue_size=cfg.bsp_max_queue_size,
+                    schedule_delay_millis=cfg.bsp_schedule_delay_ms,
+                    max_export_batch_size=min(cfg.bsp_max_batch_size, cfg.bsp_max_queue_size),
+                    export_timeout_millis=cfg.bsp_export_timeout_ms,
+                )
+            )
+        self.tracer = self._tracer_provider.get_tracer("canonic-gateway")
+        log.info(
+            "telemetry: traces %s, metrics %s, sampler %s",
+            f"{cfg.traces.protocol} -> {cfg.traces.endpoint}" if cfg.traces else "not exported",
+            f"{cfg.metrics.protocol} -> {cfg.metrics.endpoint}" if cfg.metrics else "not exported",
+            cfg.sampler_name,
+        )
+
+    @property
+    def tracing(self) -> bool:
+        """True when spans are recorded (the middleware skips all span work otherwise)."""
+        return self._tracer_provider is not None
+
+    # -- spans -------------------------------------------------------------------------------
+    @contextmanager
+    def span(
+        self,
+        name: str,
+        attributes: Mapping[str, object] | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        context: otel_context.Context | None = None,
+    ) -> Iterator[trace.Span]:
+        """A child of the current span (or of ``context``), current inside the block. An exception
+        escaping the block is recorded, sets ERROR status and ``error.type``, and is re-raised."""
+        with self.tracer.start_as_current_span(
+            name, context=context, kind=kind, attributes=attributes, set_status_on_exception=True
+        ) as span:
+            try:
+                yield span
+            except BaseException as exc:
+                span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
+                raise
+
+    def inject(self, headers: dict[str, str], context: otel_context.Context | None = None) -> dict[str, str]:
+        """Add ``traceparent`` (and ``tracestate``) for the current span to ``headers``; returns them."""
+        if self.tracing:
+            self.propagator.inject(headers, context=context)
+        return headers
+
+    def trace_id(self, context: otel_context.Context | None = None) -> str | None:
+        """The hex trace id of the current (or given) span, or None when there is none."""
+        ctx = trace.get_current_span(context).get_span_context()
+        return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+    def add_content(self, span: trace.Span, key: str, text: str) -> None:
+        """Attach prompt/completion text to a span only when content capture is opted into."""
+        if self.capture_content:
+            span.set_attribute(key, text)
+
+    @staticmethod
+    def annotate(request_or_scope, **labels) -> None:
+        """Give the request's metrics their model, provider and ``ttft_s`` (read by the middleware)."""
+        scope = request_or_scope if isinstance(request_or_scope, dict) else request_or_scope.scope
+        scope.setdefault("state", {}).setdefault("telemetry_labels", {}).update(labels)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def readiness(self) -> dict:
+        return {"ok": True, "detail": "enabled" if self.enabled else "disabled"}
+
+    def shutdown(self) -> None:
+        """Flush pending spans and metrics (bounded by the exporters' timeouts) and stop exporting."""
+        for provider in (self._tracer_provider, self._meter_provider):
+            if provider is None:
+                continue
+            try:
+                provider.shutdown()
+            except Exception as exc:  # shutting down must never raise into the lifespan
+                log.warning("telemetry shutdown: %s", type(exc).__name__)
+        self._tracer_provider = None
+        self._meter_provider = None
+        self.tracer = trace.NoOpTracer()
+
+
+def _headers_carrier(scope: Scope) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        if name == b"traceparent" or name == b"tracestate":
+            carrier[name.decode()] = value.decode("latin-1")
+    return carrier
+
+
+class TelemetryMiddleware:
+    """Pure ASGI: one SERVER span per HTTP request and the request-duration metric. Finds the
+    Telemetry object lazily on ``scope["app"].state`` so it works before the lifespan has run."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tel = getattr(scope["app"].state, "telemetry", None) if scope["type"] == "http" else None
+        if tel is None or not tel.enabled:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+        method = scope.get("method", "GET")
+        state = scope.setdefault("state", {})
+        span = None
+        token = None
+        if tel.tracing:
+            parent = tel.propagator.extract(_headers_carrier(scope)) if scope.get("headers") else None
+            span = tel.tracer.start_span(
+                method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    HTTP_REQUEST_METHOD: method,
+                    URL_PATH: scope.get("path", ""),
+                    URL_SCHEME: scope.get("scheme", "http"),
+                },
+            )
+            ctx = trace.set_span_in_context(span, parent)
+            state["otel_span"] = span
+            state["otel_context"] = ctx
+            token = otel_context.attach(ctx)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            route_obj = scope.get("route")
+            route = getattr(route_obj, "path", None) or UNMATCHED_ROUTE
+            code = status[0]
+            if span is not None:
+                otel_context.detach(token)
+                if route_obj is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute(HTTP_ROUTE, route)
+                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, code)
+                if error is not None:
+                    span.set_attribute(ERROR_TYPE, type(error).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+                elif code >= 500:
+                    span.set_attribute(ERROR_TYPE, str(code))
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+            labels = state.get("telemetry_labels") or {}
+            tel.metrics.record_request(
+                route,
+                str(labels.get("model", "")),
+                str(labels.get("provider", "")),
+                code,
+                time.perf_counter() - start,
+                labels.get("ttft_s"),
+            )

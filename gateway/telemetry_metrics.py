@@ -1,0 +1,237 @@
+"""The gateway's metrics: one prometheus_client ``CollectorRegistry`` owned by this object (served at
+``GET /metrics``), mirrored to OTLP through an SDK ``Meter`` when a metrics exporter is configured.
+
+Instruments are created once here; the request path only calls the ``record_*`` / ``set_*`` methods.
+OTLP names are the Prometheus names without the ``_total`` suffix of counters.
+
+Prometheus families (all prefixed ``canonic_``):
+  request_duration_seconds{route,model,provider,status}       histogram
+  time_to_first_token_seconds{route,model,provider,status}    histogram
+  tokens_total{model,provider,type}                           counter, type = input | output
+  decisions_total{action,allow,rule}                          counter, allow = true | false
+  retries_total{provider}, fallbacks_total{from_provider,to_provider}
+  circuit_state{upstream}                                     gauge, 0 closed, 1 half_open, 2 open
+  exporter_failures_total{signal}                             counter, signal = traces | metrics
+  compute_instances{provider,state}                           gauge
+  compute_cost_per_hour_dollars{provider}                     gauge, $/h of the running instances
+  <name> / <name>_total                                       callbacks registered with observe()
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+
+from opentelemetry.metrics import Meter, Observation
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+PREFIX = "canonic_"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class _Callbacks:
+    """A prometheus collector over the callbacks registered with ``Metrics.observe``."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, str, Callable[[], float]]] = {}
+
+    def collect(self):
+        for name, (kind, doc, fn) in list(self.entries.items()):
+            try:
+                value = float(fn())
+            except Exception:  # a broken callback must not break /metrics
+                continue
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, doc, value=value)
+
+    def describe(self):
+        return []
+
+
+class Metrics:
+    """Prometheus metrics (always, when enabled) plus their OTLP mirror (when ``meter`` is given).
+    With ``enabled=False`` every method is a no-op and ``/metrics`` shows empty families."""
+
+    def __init__(self, meter: Meter | None = None, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        r = self.registry
+        labels = ("route", "model", "provider", "status")
+        self._duration = Histogram(
+            PREFIX + "request_duration_seconds",
+            "Request duration from first byte in to last byte out",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._ttft = Histogram(
+            PREFIX + "time_to_first_token_seconds",
+            "Time from request start to the first content byte from the upstream",
+            labels,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self._tokens = Counter(PREFIX + "tokens", "Tokens used", ("model", "provider", "type"), registry=r)
+        self._decisions = Counter(
+            PREFIX + "decisions", "Policy decisions by action, outcome and rule", ("action", "allow", "rule"), registry=r
+        )
+        self._retries = Counter(PREFIX + "retries", "Upstream retries", ("provider",), registry=r)
+        self._fallbacks = Counter(
+            PREFIX + "fallbacks", "Fallbacks to another provider", ("from_provider", "to_provider"), registry=r
+        )
+        self._circuit = Gauge(
+            PREFIX + "circuit_state", "Circuit state per upstream: 0 closed, 1 half_open, 2 open", ("upstream",), registry=r
+        )
+        self._exporter_failures = Counter(
+            PREFIX + "exporter_failures", "Failed OTLP export batches", ("signal",), registry=r
+        )
+        self._instances = Gauge(
+            PREFIX + "compute_instances", "Compute instances by provider and state", ("provider", "state"), registry=r
+        )
+        self._cost = Gauge(
+            PREFIX + "compute_cost_per_hour_dollars", "Summed $/h of running instances", ("provider",), registry=r
+        )
+        self._callbacks = _Callbacks()
+        r.register(self._callbacks)
+        self._meter = meter
+        self._otel = self._otel_instruments(meter) if meter is not None else None
+        self._gauge_values: dict[str, dict[tuple, float]] = {"circuit": {}, "instances": {}, "cost": {}}
+
+    # -- OTLP mirror -------------------------------------------------------------------------
+    def _otel_instruments(self, m: Meter) -> dict:
+        def gauge(key: str, label_names: tuple[str, ...]):
+            def callback(_options):
+                with self._lock:
+                    items = list(self._gauge_values[key].items())
+                return [Observation(v, dict(zip(label_names, k, strict=True))) for k, v in items]
+
+            return [callback]
+
+        m.create_observable_gauge(PREFIX + "circuit_state", callbacks=gauge("circuit", ("upstream",)))
+        m.create_observable_gauge(
+            PREFIX + "compute_instances", callbacks=gauge("instances", ("provider", "state"))
+        )
+        m.create_observable_gauge(
+            PREFIX + "compute_cost_per_hour_dollars", unit="USD/h", callbacks=gauge("cost", ("provider",))
+        )
+        return {
+            "duration": m.create_histogram(
+                PREFIX + "request_duration_seconds", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+            ),
+            "ttft": m.create_histogram(
+                PREFIX + "time_to_first_token_seconds", unit="s", explicit_bucket_boundaries_advisory=TTFT_BUCKETS
+            ),
+            "tokens": m.create_counter(PREFIX + "tokens"),
+            "decisions": m.create_counter(PREFIX + "decisions"),
+            "retries": m.create_counter(PREFIX + "retries"),
+            "fallbacks": m.create_counter(PREFIX + "fallbacks"),
+            "exporter_failures": m.create_counter(PREFIX + "exporter_failures"),
+        }
+
+    def _set(self, key: str, labels: tuple, value: float) -> None:
+        if self._otel is not None:
+            with self._lock:
+                self._gauge_values[key][labels] = value
+
+    # -- the request path --------------------------------------------------------------------
+    def record_request(
+        self, route: str, model: str, provider: str, status: int | str, duration_s: float, ttft_s: float | None = None
+    ) -> None:
+        if not self.enabled:
+            return
+        status = str(status)
+        self._duration.labels(route, model, provider, status).observe(duration_s)
+        if ttft_s is not None:
+            self._ttft.labels(route, model, provider, status).observe(ttft_s)
+        if self._otel is not None:
+            attrs = {"route": route, "model": model, "provider": provider, "status": status}
+            self._otel["duration"].record(duration_s, attrs)
+            if ttft_s is not None:
+                self._otel["ttft"].record(ttft_s, attrs)
+
+    def record_tokens(self, model: str, provider: str, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        if not self.enabled:
+            return
+        for kind, n in (("input", input_tokens), ("output", output_tokens)):
+            if n:
+                self._tokens.labels(model, provider, kind).inc(n)
+                if self._otel is not None:
+                    self._otel["tokens"].add(n, {"model": model, "provider": provider, "type": kind})
+
+    def record_decision(self, action: str, allow: bool, rule: str = "") -> None:
+        if not self.enabled:
+            return
+        allow_s = "true" if allow else "false"
+        self._decisions.labels(action, allow_s, rule).inc()
+        if self._otel is not None:
+            self._otel["decisions"].add(1, {"action": action, "allow": allow_s, "rule": rule})
+
+    def record_retry(self, provider: str) -> None:
+        if not self.enabled:
+            return
+        self._retries.labels(provider).inc()
+        if self._otel is not None:
+            self._otel["retries"].add(1, {"provider": provider})
+
+    def record_fallback(self, from_provider: str, to_provider: str) -> None:
+        if not self.enabled:
+            return
+        self._fallbacks.labels(from_provider, to_provider).inc()
+        if self._otel is not None:
+            self._otel["fallbacks"].add(1, {"from_provider": from_provider, "to_provider": to_provider})
+
+    def record_exporter_failure(self, signal: str) -> None:
+        """Called from the export threads by the counting exporters."""
+        self._exporter_failures.labels(signal).inc()
+        if self._otel is not None and signal != "metrics":  # a failing metrics export can't report itself
+            self._otel["exporter_failures"].add(1, {"signal": signal})
+
+    def set_circuit(self, upstream: str, state: str | int) -> None:
+        if not self.enabled:
+            return
+        value = CIRCUIT_STATES.get(state) if isinstance(state, str) else int(state)
+        if value is None:
+            raise ValueError(f"unknown circuit state {state!r}; expected one of closed, half_open, open")
+        self._circuit.labels(upstream).set(value)
+        self._set("circuit", (upstream,), value)
+
+    def set_instances(self, provider: str, state: str, n: int) -> None:
+        if not self.enabled:
+            return
+        self._instances.labels(provider, state).set(n)
+        self._set("instances", (provider, state), n)
+
+    def set_cost(self, provider: str, dollars_per_hour: float) -> None:
+        if not self.enabled:
+            return
+        self._cost.labels(provider).set(dollars_per_hour)
+        self._set("cost", (provider,), dollars_per_hour)
+
+    def observe(self, name: str, fn: Callable[[], float], *, kind: str = "gauge", description: str = "") -> None:
+        """Register a callback read at scrape/export time, e.g. ``observe("ledger_queue_depth",
+        ledger.queue_depth)`` or ``observe("ledger_drops", lambda: ledger.drops, kind="counter")``."""
+        if kind not in ("gauge", "counter"):
+            raise ValueError(f"observe kind must be 'gauge' or 'counter', got {kind!r}")
+        if not _NAME.match(name) or name.endswith("_total"):
+            raise ValueError(f"metric name {name!r} must match [a-z_][a-z0-9_]* and not end in _total")
+        full = PREFIX + name
+        if full in self._callbacks.entries or full in self.registry._names_to_collectors:
+            raise ValueError(f"metric {full!r} is already registered")
+        doc = description or name.replace("_", " ")
+        self._callbacks.entries[full] = (kind, doc, fn)
+        if self._meter is not None and self.enabled:
+
+            def callback(_options):
+                try:
+                    return [Observation(float(fn()))]
+                except Exception:
+                    return []
+
+            make = self._meter.create_observable_counter if kind == "counter" else self._meter.create_observable_gauge
+            make(full, callbacks=[callback], description=doc)
