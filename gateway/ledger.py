@@ -138,7 +138,9 @@ class Ledger:
         """Chain and enqueue one record; return its hash. ``durable`` waits until the line is
         written and flushed. Raises ServiceUnavailable (nothing chained) when the ledger is down
         or the queue is full, and ServiceUnavailable when a durable write fails."""
-        self.check_available()
+        if not self.available:
+            self.drops += 1
+            self.check_available()
         assert self._queue is not None and self._urgent is not None
         if self._queue.full():
             self.drops += 1
