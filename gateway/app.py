@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway.auth import Verifier
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
-from gateway.routes import health, metrics
+from gateway.routes import health, metrics, openai
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
@@ -29,6 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.governance_state import load_governance
 
         state.governance = load_governance(settings)
+        # -- upstream registry + forwarder (one aiohttp session per app, closed on shutdown) --
+        from gateway.forward import Forwarder
+        from gateway.upstreams import UpstreamRegistry
+
+        state.upstreams = UpstreamRegistry(state.governance.policy)
+        state.forwarder = Forwarder(state.upstreams)
+        await state.forwarder.start()
         # -- decision ledger (unavailable -> governed actions answer 503 until it recovers) --
         from gateway.ledger import Ledger
 
@@ -37,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await state.forwarder.close()
             await state.ledger.stop()
             state.telemetry.shutdown()
 
@@ -50,5 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(TelemetryMiddleware)  # outermost: its SERVER span covers everything
     app.include_router(health.router)
+    app.include_router(openai.router)
     app.include_router(metrics.router)
     return app

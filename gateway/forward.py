@@ -1,0 +1,329 @@
+"""Upstream forwarding: one aiohttp session per app, split timeouts, one retry budget per
+logical request shared by retries and fallback, a circuit per upstream, SSE bytes through.
+
+Timeouts come from the provider's ``timeout_ms`` (T): connect = 5 % of T (0.05-3 s), first
+byte (a stream's first content-bearing event) = 50 % of T, idle between events = 25 % of T,
+total = T per attempt. A non-stream answer arrives only when generation is done, so its
+headers and body share the total.
+
+Budget = the primary's ``tries`` minus the client's ``x-stainless-retry-count`` (at least 1).
+Only connection errors, timeouts, broken streams, 429 and 5xx are retried; a 4xx is answered
+at once. A retry of the same upstream waits ``retry_delay_ms * 2^(n-1)`` (capped, with up to
+25 % jitter) or the upstream's Retry-After when that is short; a switch to another upstream or
+to the fallback provider does not wait. When a fallback exists, the last unit of the budget is
+kept for it. After the budget is spent the answer carries ``x-should-retry: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gateway import sse
+from gateway.errors import GatewayError
+from gateway.upstreams import Upstream, UpstreamRegistry, learn_max_model_len
+
+RETRY_CAP_S = 4.0  # longest wait between two tries, and the longest Retry-After we wait out
+PROBE_TIMEOUT_S = 2.0
+ERROR_BODY_LIMIT = 65_536
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+    @classmethod
+    def from_ms(cls, timeout_ms: int) -> Timeouts:
+        t = max(1, int(timeout_ms)) / 1000
+        return cls(connect=min(3.0, max(0.05, t * 0.05)), first_byte=t * 0.5, idle=t * 0.25, total=t)
+
+
+@dataclass
+class Call:
+    path: str  # "/chat/completions" or "/completions"
+    payload: dict[str, Any]  # the upstream body; "model" is set per provider
+    stream: bool
+    chat: bool
+    primary: Any  # governance.decision.ProviderBinding
+    fallback: Any | None
+    request_id: str
+    client_retries: int = 0
+    strip_usage: bool = False
+
+
+@dataclass
+class Served:
+    provider: str
+    attempts: int
+    body: bytes | None = None
+    content_type: str = "application/json"
+    stream: AsyncIterator[bytes] | None = None
+    usage: dict[str, Any] | None = None
+
+
+class Failure(Exception):
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True,
+                 refused: bool = False, retry_after: float | None = None, headers: dict | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.status, self.retryable = kind, message, status, retryable
+        self.refused, self.retry_after, self.headers, self.param = refused, retry_after, headers or {}, param
+        self.provider = ""
+
+
+def _retry_after(headers: Any) -> tuple[float | None, dict[str, str]]:
+    passed: dict[str, str] = {}
+    seconds: float | None = None
+    ms = headers.get("retry-after-ms")
+    ra = headers.get("retry-after")
+    if ra is not None:
+        passed["Retry-After"] = ra
+        try:
+            seconds = float(ra)
+        except ValueError:
+            seconds = None
+    if ms is not None:
+        passed["retry-after-ms"] = ms
+        try:
+            seconds = float(ms) / 1000
+        except ValueError:
+            pass
+    return seconds, passed
+
+
+def _upstream_error(raw: bytes) -> tuple[str, str | None]:
+    """(message, param) from any of vLLM's three error shapes or a plain-text body."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()
+        return (text[:500] or "upstream error"), None
+    err = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(err, str):
+        return err, None
+    if isinstance(err, dict):
+        param = err.get("param")
+        return str(err.get("message") or "upstream error"), (str(param) if param else None)
+    return "upstream error", None
+
+
+class Forwarder:
+    def __init__(self, registry: UpstreamRegistry, *, rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self.session: aiohttp.ClientSession | None = None
+        self._rng = rng or random.Random()
+        self._probes: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def close(self) -> None:
+        for task in list(self._probes):
+            task.cancel()
+        if self._probes:
+            await asyncio.gather(*self._probes, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # -- selection, circuits, probes ----------------------------------------------------------
+    def pick(self, provider: str) -> Upstream | None:
+        """The first upstream of ``provider`` whose circuit lets a request through (no waiting);
+        schedules a half-open /health probe for any open circuit whose cooldown has passed."""
+        chosen = None
+        for upstream in self.registry.for_provider(provider):
+            if upstream.circuit.allows():
+                chosen = chosen or upstream
+            elif upstream.circuit.probe_due():
+                task = asyncio.get_running_loop().create_task(self._probe(upstream))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+        return chosen
+
+    async def _probe(self, upstream: Upstream) -> None:
+        ok = False
+        try:
+            async with self.session.get(
+                upstream.server_url + "/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+            ) as resp:
+                ok = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if ok and upstream.learned:
+            upstream.max_model_len, upstream.learned = None, False  # re-learn: it may have restarted
+        upstream.circuit.probe_result(ok)
+
+    async def max_model_len(self, provider: str, timeout_ms: int) -> int | None:
+        upstream = self.pick(provider)
+        if upstream is None:
+            return None
+        return await learn_max_model_len(self.session, upstream, Timeouts.from_ms(timeout_ms).first_byte)
+
+    # -- the logical request --------------------------------------------------------------------
+    async def send(self, call: Call, on_stream_end: Callable[[dict[str, Any]], Any]) -> Served:
+        budget = max(1, int(call.primary.tries) - max(0, call.client_retries))
+        phases = [call.primary]
+        if call.fallback is not None and call.fallback.name != call.primary.name:
+            phases.append(call.fallback)
+        attempts = 0
+        last: Failure | None = None
+        for index, binding in enumerate(phases):
+            payload = dict(call.payload, model=binding.model)
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            timeouts = Timeouts.from_ms(binding.timeout_ms)
+            previous: Upstream | None = None
+            tries_here = 0
+            while attempts < budget:
+                if index + 1 < len(phases) and attempts > 0 and budget - attempts == 1:
+                    if self.registry.for_provider(phases[index + 1].name):
+                        break  # keep the last unit of the budget for the fallback
+                upstream = self.pick(binding.name)
+                if upstream is None:
+                    break
+                if upstream is previous and last is not None:
+                    await asyncio.sleep(self._delay(tries_here, binding.retry_delay_ms, last.retry_after))
+                attempts += 1
+                tries_here += 1
+                try:
+                    served = await self._attempt(upstream, call, body, timeouts, on_stream_end)
+                except Failure as failure:
+                    failure.provider = binding.name
+                    last = failure
+                    self._note(upstream, failure)
+                    if not failure.retryable:
+                        raise self._final(failure, binding.name) from None
+                    previous = upstream
+                    continue
+                upstream.circuit.success()
+                served.provider, served.attempts = binding.name, attempts
+                return served
+        raise self._exhausted(last, phases)
+
+    def _delay(self, n: int, base_ms: int, retry_after: float | None) -> float:
+        if retry_after is not None and 0 <= retry_after <= RETRY_CAP_S:
+            return retry_after
+        delay = min(RETRY_CAP_S, max(0, base_ms) / 1000 * (2 ** max(0, n - 1)))
+        return delay * (1 - 0.25 * self._rng.random())
+
+    @staticmethod
+    def _note(upstream: Upstream, failure: Failure) -> None:
+        circuit = upstream.circuit
+        if failure.kind == "status" and failure.status == 429:
+            if failure.retry_after is not None and failure.retry_after > RETRY_CAP_S:
+                circuit.busy(failure.retry_after)
+        elif failure.retryable:
+            circuit.failure(refused=failure.refused)
+        else:
+            circuit.success()  # a 4xx comes from a live, healthy upstream
+
+    async def _attempt(self, upstream: Upstream, call: Call, body: bytes, t: Timeouts, on_end) -> Served:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        headers = {"Content-Type": "application/json", "x-request-id": call.request_id, **upstream.headers()}
+        first_deadline = start + (t.first_byte if call.stream else t.total)
+        resp = None
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                resp = await self.session.post(
+                    upstream.base_url + call.path,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect),
+                )
+                if resp.status >= 300:
+                    raw = await resp.content.read(ERROR_BODY_LIMIT)
+                    raise self._status_failure(resp, raw)
+                if not call.stream:
+                    raw = await resp.read()
+                    return Served("", 0, body=raw, content_type=resp.headers.get("Content-Type", "application/json"),
+                                  usage=sse.usage_of(raw))
+            if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                raise Failure("broken", "upstream answered a stream request without an event stream")
+            held = await sse.open_stream(resp, call.chat, first_deadline)
+        except Failure:
+            if resp is not None:
+                resp.close()
+            raise
+        except aiohttp.ConnectionTimeoutError:
+            raise Failure("connect", "upstream connect timed out") from None
+        except TimeoutError:
+            if resp is not None:
+                resp.close()
+            raise Failure("timeout", "upstream did not answer in time") from None
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise Failure("connect", "upstream refused the connection", refused=refused) from None
+        except sse.StreamBroken as exc:
+            resp.close()
+            raise Failure("broken", exc.reason) from None
+        except aiohttp.ClientError as exc:
+            if resp is not None:
+                resp.close()
+            raise Failure("broken", f"upstream connection failed ({type(exc).__name__})") from None
+        stream = sse.relay(resp, held, idle_s=t.idle, total_deadline=start + t.total,
+                           strip_usage=call.strip_usage, on_end=on_end)
+        return Served("", 0, content_type="text/event-stream; charset=utf-8", stream=stream)
+
+    @staticmethod
+    def _status_failure(resp: aiohttp.ClientResponse, raw: bytes) -> Failure:
+        status = resp.status
+        message, param = _upstream_error(raw)
+        if status == 429 or status >= 500:
+            seconds, passed = _retry_after(resp.headers)
+            return Failure("status", message, status=status, retry_after=seconds, headers=passed)
+        return Failure("status", message, status=status, retryable=False, param=param)
+
+    @staticmethod
+    def _final(failure: Failure, provider: str) -> GatewayError:
+        """A non-retryable upstream answer, in the gateway's one error shape."""
+        headers = {"x-should-retry": "false", "x-canonic-provider": provider}
+        status = failure.status or 502
+        if status in (401, 403, 404):
+            # The gateway's own credentials or binding are wrong: not the caller's fault.
+            return GatewayError(f"upstream provider {provider} refused the bound model or the gateway's "
+                                f"credentials (HTTP {status})", status=502, code="upstream_error", headers=headers)
+        return GatewayError(failure.message, status=status, param=failure.param, code="upstream_error",
+                            headers=headers)
+
+    def _exhausted(self, last: Failure | None, phases: list) -> GatewayError:
+        headers = {"x-should-retry": "false"}
+        if last is None:
+            upstreams = [u for b in phases for u in self.registry.for_provider(b.name)]
+            wait = min((u.circuit.retry_after_s() for u in upstreams), default=1.0)
+            headers["Retry-After"] = str(max(1, round(wait + 0.499)))
+            headers["x-canonic-provider"] = phases[0].name
+            if upstreams and all(u.circuit.state == "closed" for u in upstreams):
+                return GatewayError(f"provider {phases[0].name} is rate limited; retry later", status=429,
+                                    code="rate_limited", headers=headers)
+            names = ", ".join(b.name for b in phases)
+            return GatewayError(f"no healthy upstream for {names} (circuit open); retry later", status=503,
+                                code="upstream_unavailable", headers=headers)
+        headers["x-canonic-provider"] = last.provider
+        if last.kind == "status" and last.status in (429, 503):
+            headers.update(last.headers)
+            headers.setdefault("Retry-After", "1")
+            what = "rate limited the request" if last.status == 429 else "is unavailable"
+            return GatewayError(f"upstream provider {last.provider} {what} (HTTP {last.status}); the gateway's "
+                                "retry budget is spent", status=last.status, code="upstream_error", headers=headers)
+        if last.kind == "timeout":
+            return GatewayError(f"upstream provider {last.provider} timed out; the gateway's retry budget is spent",
+                                status=504, code="upstream_timeout", headers=headers)
+        if last.kind == "connect":
+            headers["Retry-After"] = "1"
+            return GatewayError(f"upstream provider {last.provider} is unreachable; the gateway's retry budget is "
+                                "spent", status=503, code="upstream_unavailable", headers=headers)
+        detail = f"HTTP {last.status}" if last.status else last.message
+        return GatewayError(f"upstream provider {last.provider} failed ({detail}); the gateway's retry budget is "
+                            "spent", status=502, code="upstream_error", headers=headers)

@@ -1,0 +1,121 @@
+"""OpenAI-compatible inference routes: parse -> decide -> act. The logic lives in
+gateway.inference (obligations, context check) and gateway.forward (upstream calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from gateway.auth import Principal, require
+from gateway.errors import GatewayError
+from gateway.forward import Call
+from gateway.inference import check_context, denial, prompt_words, read_json, upstream_payload, validate
+from gateway.openai_models import ChatRequest, CompletionRequest, completion_openapi, models_openapi
+from governance.decision import Decision, Facts
+
+router = APIRouter(tags=["inference"])
+
+
+async def record_decision(request: Request, decision: Decision, facts: Facts, outcome: dict) -> None:
+    """Called once per decision: a denial before its response; an allowed call when its response
+    or stream ends, with outcome {status, provider, attempts, latency_ms, usage}. The lead wires
+    the decision ledger and telemetry in here."""
+    return None
+
+
+@router.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible)",
+             openapi_extra=completion_openapi(ChatRequest))
+async def chat_completions(request: Request, principal: Principal = Depends(require("inference"))) -> Response:
+    return await _complete(request, principal, chat=True)
+
+
+@router.post("/v1/completions", summary="Text completion (OpenAI-compatible)",
+             openapi_extra=completion_openapi(CompletionRequest))
+async def completions(request: Request, principal: Principal = Depends(require("inference"))) -> Response:
+    return await _complete(request, principal, chat=False)
+
+
+@router.get("/v1/models", summary="The governed models", openapi_extra=models_openapi())
+async def list_models(request: Request, principal: Principal = Depends(require("inference"))) -> JSONResponse:
+    state = request.app.state
+    policy = state.governance.policy
+    facts = Facts(action="inference.models", principal=principal.sub)
+    decision = policy.decide(facts)
+    request.state.decision_id = decision.id
+    if not decision.allow:
+        await record_decision(request, decision, facts, {"status": "denied"})
+        raise denial(decision, policy)
+    listed = []
+    for model in decision.obligations.get("models", ()):
+        binding = policy.provider_for(model)
+        if binding is not None and state.upstreams.for_provider(binding.name):
+            listed.append((model, binding))
+    lens = await asyncio.gather(*(state.forwarder.max_model_len(b.name, b.timeout_ms) for _, b in listed))
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": binding.name, "max_model_len": n}
+        for (model, binding), n in zip(listed, lens, strict=True)
+    ]
+    await record_decision(request, decision, facts, {"status": 200, "provider": None, "attempts": 0,
+                                                     "latency_ms": 0.0, "usage": None})
+    return JSONResponse({"object": "list", "data": data}, headers={"x-canonic-decision-id": decision.id})
+
+
+async def _complete(request: Request, principal: Principal, *, chat: bool) -> Response:
+    started = time.perf_counter()
+    state = request.app.state
+    obj = await read_json(request, state.settings.max_body_bytes)
+    req = validate(ChatRequest if chat else CompletionRequest, obj)
+    policy = state.governance.policy
+    facts = Facts(action="inference.chat" if chat else "inference.completion", principal=principal.sub,
+                  model=req.model, max_tokens=req.requested_tokens())
+    decision = policy.decide(facts)
+    request.state.decision_id = decision.id
+    if not decision.allow:
+        await record_decision(request, decision, facts, {"status": "denied"})
+        raise denial(decision, policy)
+    primary = policy.providers[decision.obligations["provider"]]
+    fallback = policy.providers.get(policy.fallback_provider) if policy.fallback_provider else None
+    max_tokens = int(decision.obligations["max_tokens"])
+    outcome: dict[str, Any] = {"status": None, "provider": primary.name, "attempts": 0, "latency_ms": None,
+                               "usage": None}
+
+    async def finish(status: Any, usage: Any = None) -> None:
+        outcome["status"] = status
+        outcome["usage"] = usage
+        outcome["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        await record_decision(request, decision, facts, outcome)
+
+    try:
+        limit = await state.forwarder.max_model_len(primary.name, primary.timeout_ms)
+        if limit is not None:
+            n = prompt_words(obj, chat=chat)
+            if facts.max_tokens is None and 1 <= limit - n < max_tokens:
+                max_tokens = limit - n  # a default budget shrinks to fit; an explicit one is checked
+            check_context(limit, n, max_tokens)
+        payload, strip_usage = upstream_payload(obj, chat=chat, max_tokens=max_tokens)
+        retries = request.headers.get("x-stainless-retry-count", "0")
+        call = Call(path="/chat/completions" if chat else "/completions", payload=payload, stream=bool(req.stream),
+                    chat=chat, primary=primary, fallback=fallback, request_id=request.state.request_id,
+                    client_retries=int(retries) if retries.isdigit() else 0, strip_usage=strip_usage)
+
+        async def stream_end(result: dict[str, Any]) -> None:
+            await finish(result["status"], result["usage"])
+
+        served = await state.forwarder.send(call, stream_end)
+    except GatewayError as err:
+        err.headers.setdefault("x-canonic-provider", outcome["provider"])
+        err.headers.setdefault("x-canonic-max-tokens", str(max_tokens))
+        await finish(err.status)
+        raise
+    outcome["provider"], outcome["attempts"] = served.provider, served.attempts
+    headers = {"x-canonic-decision-id": decision.id, "x-canonic-provider": served.provider,
+               "x-canonic-max-tokens": str(max_tokens)}
+    if served.stream is not None:
+        headers["Cache-Control"] = "no-cache"
+        return StreamingResponse(served.stream, headers=headers, media_type=served.content_type)
+    await finish(200, served.usage)
+    return Response(served.body, headers=headers, media_type=served.content_type)
