@@ -81,6 +81,7 @@ class Ledger:
     async def start(self) -> None:
         """Open (and if needed repair) the file and start the writer. A ledger that cannot be
         opened does not stop the gateway: it stays unavailable and the writer keeps retrying."""
+        self._stopping = False
         self._queue = asyncio.Queue(maxsize=max(self._settings.ledger_queue_size, 1))
         self._urgent = asyncio.Event()
         tail = None
@@ -191,6 +192,8 @@ class Ledger:
     async def _run(self, *, opened: bool) -> None:
         backoff = BACKOFF_MIN_S
         while not opened:  # start() could not open the file: retry until it can
+            if self._stopping:
+                return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             try:
@@ -216,6 +219,10 @@ class Ledger:
                     for it in batch:
                         if it.waiter is not None and not it.waiter.done():
                             it.waiter.set_exception(_unavailable("write failed"))
+                    if self._stopping:
+                        lost = len(batch) + self._queue.qsize()
+                        log.error("decision ledger stopping: %d record(s) could not be written", lost)
+                        return
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                     continue
