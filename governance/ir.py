@@ -105,3 +105,105 @@ class Scope:
     roadmap: list[tuple[str, int]] = field(default_factory=list)  # (YYYY-MM, line)
     coverage_claim: int | None = None
     coverage_claim_line: int | None = None
+    # additive fields (compiler): declared name, headings, surface routes, coverage rows, ...
+    declared_name: str | None = None
+    headings: list = field(default_factory=list)  # list[Heading]
+    surface_routes: list = field(default_factory=list)  # list[SurfaceRoute]
+    coverage_rows: list = field(default_factory=list)  # list[CoverageRow]
+    roadmap_items: list = field(default_factory=list)  # list[RoadmapItem]
+    archives: dict = field(default_factory=dict)  # LEARNING-<epoch>.md path -> list[LedgerRow]
+    learning_header: tuple = ()
+    parse_findings: list = field(default_factory=list)  # list[Finding] raised while parsing
+
+    @property
+    def spec_file(self) -> str:
+        return _join(self.dir, f"{self.name}.md")
+
+    def path(self, name: str) -> str:
+        return _join(self.dir, name)
+
+
+def _join(d: str, name: str) -> str:
+    return f"{d}/{name}" if d else name
+
+
+# -- additive: findings and the extra parsed structure the checks need --------------------------
+
+BITS = (
+    ("DECLARE", 1),
+    ("VOCAB", 2),
+    ("TEMPORAL", 4),
+    ("RELATIONAL", 8),
+    ("OPERATIONS", 16),
+    ("STRUCTURE", 32),
+    ("LEARNING", 64),
+    ("INHERITED", 128),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of a check. ``bit`` names the coverage dimension an error clears."""
+
+    severity: str  # error | warning | info
+    code: str  # e.g. UNDEFINED_REF, LEDGER_REWRITE
+    kind: str  # the check kind that produced it (files_present, vocab_closure, ...)
+    file: str
+    line: int
+    message: str
+    bit: str | None = None
+    constraint: str | None = None  # FILE:L<line> of the constraint line that asked for it
+
+    @property
+    def fingerprint(self) -> str:
+        import hashlib
+
+        norm = " ".join(self.message.lower().split())
+        return hashlib.sha256(f"{self.code}|{self.file}|{norm}".encode()).hexdigest()[:32]
+
+    def as_dict(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "kind": self.kind,
+            "bit": self.bit,
+            "file": self.file,
+            "line": self.line,
+            "message": self.message,
+            "constraint": self.constraint,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class SurfaceRoute:
+    key: str
+    url: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    title: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    question: str
+    status: str
+    evidence: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RoadmapItem:
+    section: str
+    done: bool
+    text: str
+    file: str
+    line: int

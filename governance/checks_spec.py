@@ -1,0 +1,155 @@
+"""SPEC checks: sections, the Routes table, the runtime bindings, surface-route namespaces, the
+limit caps of the chain, and (when an environment is handed in) the bindings' values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+from governance.checks_docs import F
+from governance.decision import ACTIONS
+from governance.ir import Binding, Constraint, Finding, Scope
+from governance.parse import Doc
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_CAP_RE = re.compile(r"^(?P<cap>tokens_max|tokens_min|max_dph|max_instances)(?P<op><=|>=)(?P<num>\d+(?:\.\d+)?)$")
+
+
+def cap_applies(cap: str, name: str) -> bool:
+    return {
+        "tokens_max": name.endswith("TOKENS_MAX") or name == "MAX_TOKENS",
+        "tokens_min": name.endswith("TOKENS_MIN"),
+        "max_dph": name.endswith("_MAX_DPH"),
+        "max_instances": name.endswith("_MAX_INSTANCES"),
+    }[cap]
+
+
+def caps(c: Constraint) -> list[tuple[str, str, Decimal]]:
+    out = []
+    for arg in c.args.split():
+        m = _CAP_RE.match(arg)
+        if m:
+            out.append((m.group("cap"), m.group("op"), Decimal(m.group("num"))))
+    return out
+
+
+def spec(scope: Scope, doc: Doc | None) -> list[Finding]:
+    if doc is None:
+        return []
+    out: list[Finding] = []
+    titles = [h.title.lower() for h in doc.headings]
+    for want, label in (("purpose", "Purpose"), ("routes", "Routes"), ("binding", "Runtime bindings"), ("ecosystem", "Ecosystem")):
+        if not any(want in t for t in titles):
+            out.append(F("MISSING_SECTION", "route_declared", "RELATIONAL", doc.path, 1, f"the SPEC needs a '{label}' section"))
+    if not scope.routes:
+        out.append(F("MISSING_SECTION", "route_declared", "RELATIONAL", doc.path, 1, "the SPEC has no 'Method | Path | Action' Routes table"))
+    if not scope.bindings:
+        out.append(F("MISSING_SECTION", "env_bindings", "RELATIONAL", doc.path, 1, "the SPEC declares no runtime bindings"))
+    seen: dict[tuple[str, str], int] = {}
+    for r in scope.routes:
+        if r.method not in METHODS or not r.path.startswith("/"):
+            out.append(F("MALFORMED_ROUTE", "route_declared", "RELATIONAL", r.file, r.line, f"route '{r.method} {r.path}' is not 'METHOD /path'"))
+        if r.action != "none" and r.action not in ACTIONS:
+            out.append(F("UNKNOWN_ACTION", "route_declared", "RELATIONAL", r.file, r.line, f"action '{r.action}' is not a known action"))
+        key = (r.method, r.path)
+        if key in seen:
+            out.append(F("DUPLICATE_ROUTE", "route_declared", "RELATIONAL", r.file, r.line, f"{r.method} {r.path} already declared at line {seen[key]}"))
+        seen.setdefault(key, r.line)
+    names: dict[str, int] = {}
+    for b in scope.bindings:
+        if b.name in names:
+            out.append(F("DUPLICATE_BINDING", "env_bindings", "RELATIONAL", b.file, b.line, f"{b.name} already declared at line {names[b.name]}"))
+        names.setdefault(b.name, b.line)
+    surface = {r.key: r for r in scope.surface_routes}
+    magic = surface.get("magic")
+    for key, r in surface.items():
+        if magic is None or key == "magic" or "surface" not in key:
+            continue
+        if urlsplit(r.url).path.rstrip("/") != urlsplit(magic.url).path.rstrip("/"):
+            out.append(F("NAMESPACE_MISMATCH", "route_declared", "RELATIONAL", r.file, r.line,
+                         f"{key} and magic surface routes name different scope paths"))
+    return out
+
+
+def served_routes(scope: Scope, served: Sequence[tuple[str, str]]) -> list[Finding]:
+    """Compare the app's (method, path) set with the Routes table."""
+    declared = {(r.method, r.path) for r in scope.routes}
+    out = []
+    for method, path in sorted(set(served) - declared):
+        out.append(F("ROUTE_UNDECLARED", "route_declared", "RELATIONAL", scope.spec_file, 1, f"{method} {path} is served but not declared"))
+    return out
+
+
+def effective_bindings(chain: Sequence[Scope]) -> dict[str, Binding]:
+    out: dict[str, Binding] = {}
+    for s in chain:  # root first; a child's declaration replaces its parent's
+        for b in s.bindings:
+            out[b.name] = b
+    return out
+
+
+def constraint_args(chain: Sequence[Scope], bindings: Mapping[str, Binding]) -> list[Finding]:
+    """``(check: env_bindings NAME ...)`` names bindings the chain must declare; ``(check: limit
+    cap<=N ...)`` args must parse."""
+    out: list[Finding] = []
+    for s in chain:
+        for c in s.constraints:
+            if c.kind == "env_bindings":
+                for name in c.args.replace(",", " ").split():
+                    if name not in bindings:
+                        out.append(F("BINDING_MISSING", "env_bindings", "RELATIONAL", c.file, c.line,
+                                     f"required binding {name} is not declared in the chain's runtime bindings", constraint=c.id))
+            elif c.kind == "limit":
+                bad = [a for a in c.args.split() if not _CAP_RE.match(a) and not re.fullmatch(r"[A-Z][A-Z0-9_]*", a)]
+                if bad:
+                    out.append(F("MALFORMED_CONSTRAINT", "limit", "DECLARE", c.file, c.line, "limit args are 'cap<=N' or 'cap>=N'"))
+    return out
+
+
+def _typed(b: Binding, value: str) -> bool:
+    v = value.strip()
+    if b.type in ("int",):
+        return re.fullmatch(r"-?\d+", v) is not None
+    if b.type == "decimal":
+        try:
+            return Decimal(v).is_finite()
+        except InvalidOperation:
+            return False
+    if b.type == "url":
+        parts = urlsplit(v)
+        return parts.scheme in ("http", "https") and bool(parts.netloc)
+    if b.type == "csv":
+        return all(item.strip() for item in v.split(","))
+    return True
+
+
+def env_values(chain: Sequence[Scope], bindings: Mapping[str, Binding], env: Mapping[str, str]) -> list[Finding]:
+    out: list[Finding] = []
+    for b in bindings.values():
+        value = env.get(b.name)
+        if value is None or not value.strip():
+            if not b.optional:
+                out.append(F("BINDING_MISSING", "env_bindings", "RELATIONAL", b.file, b.line, f"required binding {b.name} is not set"))
+            continue
+        if not _typed(b, value):
+            out.append(F("BINDING_TYPE", "env_bindings", "RELATIONAL", b.file, b.line, f"binding {b.name} is not a valid {b.type}"))
+            continue
+        for s in chain:
+            for c in s.constraints:
+                if c.kind != "limit":
+                    continue
+                for cap, op, num in caps(c):
+                    if b.type not in ("int", "decimal") or not cap_applies(cap, b.name):
+                        continue
+                    val = Decimal(value.strip())
+                    if (op == "<=" and val > num) or (op == ">=" and val < num):
+                        out.append(F("LIMIT_CONFIG", "limit", "RELATIONAL", b.file, b.line,
+                                     f"{b.name} is outside the cap {cap}{op}{num} set at {c.id}", constraint=c.id))
+    ints = {n: int(env[n]) for n in ("TOKENS_MIN", "MAX_TOKENS", "TOKENS_MAX")
+            if n in bindings and re.fullmatch(r"-?\d+", env.get(n, "").strip() or "x")}
+    if len(ints) == 3 and not (1 <= ints["TOKENS_MIN"] <= ints["MAX_TOKENS"] <= ints["TOKENS_MAX"]):
+        b = bindings["MAX_TOKENS"]
+        out.append(F("LIMIT_CONFIG", "limit", "RELATIONAL", b.file, b.line, "token bounds need 1 <= TOKENS_MIN <= MAX_TOKENS <= TOKENS_MAX"))
+    return out
