@@ -243,3 +243,53 @@ class OtlpReceiver:
                     self._reply(200, ExportMetricsServiceResponse().SerializeToString())
 
         return Handler
+
+
+class OtlpGrpcReceiver(OtlpReceiver):
+    """The same store over OTLP/gRPC (TraceService/Export, MetricsService/Export). ``mode = "500"``
+    answers INTERNAL. ``endpoint`` is the ``http://host:port`` form the gRPC exporter takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._grpc = None
+
+    def accept(self) -> None:
+        if self._grpc is not None:
+            return
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        def handle(request, context, store, response, path):
+            headers = {k: v for k, v in context.invocation_metadata()}
+            failing = receiver.mode == "500"
+            with receiver._lock:
+                receiver.requests.append({"path": path, "status": 500 if failing else 200, "headers": headers})
+            if failing:
+                context.abort(grpc.StatusCode.INTERNAL, "fault injected")
+            store(request.SerializeToString())
+            return response
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                return handle(request, context, receiver._store_traces, ExportTraceServiceResponse(), "/v1/traces")
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):
+                return handle(request, context, receiver._store_metrics, ExportMetricsServiceResponse(), "/v1/metrics")
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+        self._port = server.add_insecure_port(f"127.0.0.1:{self._port}")
+        server.start()
+        self._grpc = server
+
+    def refuse(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=0).wait(5)
+            self._grpc = None

@@ -137,3 +137,23 @@ def test_signal_specific_endpoint_wins(tmp_path, receiver, client):
     with running_gateway(tmp_path, env) as (base, _app):
         client.get(base + "/healthz")
         receiver.wait_for(lambda rc: rc.spans_named("GET /healthz"))
+
+
+def test_grpc_protocol_exports_spans_and_metrics(tmp_path, client):
+    from tests.fakes.otlp_receiver import OtlpGrpcReceiver
+
+    with OtlpGrpcReceiver() as grpc_receiver:
+        env = {
+            **FAST,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=canonic",
+            "OTEL_TRACES_SAMPLER": "always_on",
+        }
+        header, trace_id, parent_id = traceparent()
+        with running_gateway(tmp_path, env) as (base, _app):
+            client.get(base + "/healthz", headers={"traceparent": header})
+            (span,) = grpc_receiver.wait_for(lambda rc: [s for s in rc.spans if s.trace_id == trace_id])
+            grpc_receiver.wait_for(lambda rc: rc.metric_points("canonic_request_duration_seconds"))
+    assert span.parent_span_id == parent_id and span.name == "GET /healthz"
+    assert grpc_receiver.requests[0]["headers"]["x-tenant"] == "canonic"
