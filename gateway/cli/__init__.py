@@ -10,6 +10,7 @@ import typer
 from gateway.cli import ledger as _ledger
 from gateway.cli import serve as _serve
 from gateway.cli import token as _token
+from gateway.cli import validate as _validate
 
 
 def build() -> typer.Typer:
@@ -22,6 +23,7 @@ def build() -> typer.Typer:
     )
     _serve.register(app)
     _token.register(app)
+    _validate.register(app)
     _ledger.register(app)
     return app
 
