@@ -49,12 +49,16 @@ def validate(model: type[BaseModel], obj: Any) -> Any:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
-def denial(decision: Any, policy: Any) -> GatewayError:
+def denial(decision: Any, policy: Any, routable: bool = True) -> GatewayError:
     """A denied Decision as the status the issue names, citing the rule that denied it."""
     reason = "; ".join(decision.reasons) or decision.reason_code
     rules = f" (rule {', '.join(decision.rule_ids)})" if decision.rule_ids else ""
     code = decision.reason_code
     retry = {"x-should-retry": "false"}
+    if code == "model_not_bound" and not routable:
+        unbound = ", ".join(getattr(policy, "unbound", ()) or ()) or "none"
+        return ServiceUnavailable(f"inference is unavailable: no provider is bound (unbound: {unbound})",
+                                  code="binding_missing", headers=retry)
     if code == "model_not_bound":
         return NotFound(f"{reason}{rules}", param="model", code=code, headers=retry)
     if code == "tokens_invalid":

@@ -76,7 +76,7 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
     request.state.decision_id = decision.id
     if not decision.allow:
         await record_decision(request, decision, facts, {"status": "denied"})
-        raise denial(decision, policy)
+        raise denial(decision, policy, routable=bool(state.upstreams.all()))
     primary = policy.providers[decision.obligations["provider"]]
     fallback = policy.providers.get(policy.fallback_provider) if policy.fallback_provider else None
     max_tokens = int(decision.obligations["max_tokens"])

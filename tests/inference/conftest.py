@@ -1,0 +1,157 @@
+"""The gateway under uvicorn (thread, free loopback port) in front of loopback fake vLLM servers.
+
+``gateway(fallback=..., **env)`` starts a fresh gateway per test (circuits are per app, so no
+state leaks between tests); ``primary`` and ``backup`` are fake vLLM servers, reset per test.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import mint_token
+from gateway.settings import Settings
+from tests.fakes.fake_vllm import FakeVLLM
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "test-secret-inference-0123456789abcdef"
+START_TIMEOUT_S = 15.0
+UPSTREAM_KEY = "upstream-key-not-for-clients"
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: object
+    settings: Settings
+    token: str
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, **kw) -> openai.OpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", 10.0)
+        return openai.OpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)
+
+    def aclient(self, **kw) -> openai.AsyncOpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", 10.0)
+        return openai.AsyncOpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def circuit(self, provider: str = "VASTAI") -> str:
+        ups = self.app.state.upstreams.for_provider(provider)
+        return ups[0].circuit.state
+
+
+@contextmanager
+def running_gateway(tmp_path: Path, env: dict[str, str], **overrides):
+    settings = Settings(
+        scope_dir=REPO,
+        bindings_env=env,
+        GATEWAY_JWT_SECRET=SECRET,  # jwt_secret= is ignored: the field has a validation alias
+        ledger_path=tmp_path / "ledger" / "decisions.jsonl",
+        telemetry_enabled=False,
+        **overrides,
+    )
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.01)
+    token = mint_token(settings, "tester", ["inference"], 600)
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", app, settings, token)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        assert not thread.is_alive(), "gateway did not stop in time"
+
+
+@pytest.fixture(scope="session")
+def _fakes():
+    primary = FakeVLLM(model="fake-model").start()
+    backup = FakeVLLM(model="backup-model").start()
+    yield primary, backup
+    primary.stop()
+    backup.stop()
+
+
+@pytest.fixture
+def primary(_fakes):
+    fake = _fakes[0]
+    fake.start()  # a test may have stopped it
+    fake.reset()
+    fake.faults.api_key = UPSTREAM_KEY
+    yield fake
+    fake.reset()
+
+
+@pytest.fixture
+def backup(_fakes):
+    fake = _fakes[1]
+    fake.start()
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
+def base_env(primary: FakeVLLM, backup: FakeVLLM | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        "VASTAI_BASE_URL": primary.base_url,
+        "VASTAI_MODEL": primary.model,
+        "VASTAI_API_KEY": UPSTREAM_KEY,
+        "VASTAI_TIMEOUT_MS": "1000",
+        "VASTAI_TRIES": "3",
+        "VASTAI_RETRY_DELAY_MS": "10",
+        "TOKENS_MAX": "256",
+        "MAX_TOKENS": "16",
+    }
+    if backup is not None:
+        env.update({"FALLBACK_PROVIDER": "BACKUP", "BACKUP_BASE_URL": backup.base_url,
+                    "BACKUP_MODEL": backup.model})
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+@pytest.fixture
+def gateway(tmp_path, primary, backup):
+    """gateway(fallback=False, **env) -> a running Gateway; stopped at the end of the test."""
+    with ExitStack() as stack:
+
+        def start(fallback: bool = False, **env: str) -> Gateway:
+            return stack.enter_context(
+                running_gateway(tmp_path / f"gw{len(stack._exit_callbacks)}",
+                                base_env(primary, backup if fallback else None, **env))
+            )
+
+        yield start
+
+
+def chat(**kw):
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "say hello"}]}
+    body.update(kw)
+    return body
