@@ -57,6 +57,9 @@ _SECRET_PATTERNS = re.compile(
         )
     )
 )
+# Hex digests, trace ids and uuids cannot match any pattern above (no space, ':', '=', '_' or the
+# letters the prefixes need): skip the scan for them. Exact known secrets are still replaced.
+_HEXLIKE = re.compile(r"[0-9a-fA-F-]*")
 _SECRET_ENV_NAME = re.compile(r"(?i)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)")
 
 
@@ -72,7 +75,8 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     for s in secrets:
         if s in text:
             text = text.replace(s, MASK)
-    text = _SECRET_PATTERNS.sub(MASK, text)
+    if not _HEXLIKE.fullmatch(text):
+        text = _SECRET_PATTERNS.sub(MASK, text)
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING] + "..."
     return text
@@ -89,6 +93,11 @@ def _scalar(value: Any, secrets: tuple[str, ...]) -> Any:
 
 
 def _value(value: Any, secrets: tuple[str, ...]) -> Any:
+    t = type(value)  # exact-type fast path: this runs for every field of every record
+    if t is str:
+        return mask_text(value, secrets)
+    if value is None or t is bool or t is int:
+        return value
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
         return [_scalar(v, secrets) for v in items[:MAX_LIST]]
