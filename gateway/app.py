@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from gateway.auth import Verifier
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
+from gateway.routes import governance as governance_routes
 from gateway.routes import health, metrics, openai
+from gateway.routes import validate as validate_routes
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(TelemetryMiddleware)  # outermost: its SERVER span covers everything
     app.include_router(health.router)
+    app.include_router(validate_routes.router)
+    app.include_router(governance_routes.router)
     app.include_router(openai.router)
     app.include_router(metrics.router)
     return app

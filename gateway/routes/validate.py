@@ -1,0 +1,124 @@
+"""``POST /validate``: compile governance documents sent by the caller and report.
+
+The body is ``{"files": {"CANON.md": "...", ...}, "previous": {...}?, "root": "MAGIC"?}`` or one
+raw ``text/markdown`` file (``?file=NAME``, per-file findings only). 200 with the report even
+when the documents are invalid; 400 malformed, 413 over ``validate_max_bytes``, 415 wrong
+content type. File names are keys only: no path from the caller is ever opened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from gateway.auth import require
+from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from governance.compiler import CompileResult, compile_files, compile_policy
+from governance.report import FORMATS, github, junit, report_dict, sarif, text
+
+router = APIRouter(tags=["governance"])
+_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\.md$")
+MAX_FILES = 200
+_MEDIA = {"sarif": "application/sarif+json", "junit": "application/xml", "github": "text/plain", "text": "text/plain"}
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name.split("/"):
+        raise BadRequest(f"{where}: file names are relative '*.md' paths without '..'", param=where, code="invalid_file_name")
+    return name
+
+
+def _files(obj: Any, where: str) -> dict[str, str]:
+    if not isinstance(obj, dict) or len(obj) > MAX_FILES:
+        raise BadRequest(f"'{where}' must be an object of at most {MAX_FILES} {{name: text}} entries", param=where, code="invalid_value")
+    out = {}
+    for name, body in obj.items():
+        _check_name(name, where)
+        if not isinstance(body, str):
+            raise BadRequest(f"{where}.{name} must be a string", param=f"{where}.{name}", code="invalid_value")
+        out[name] = body
+    return out
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _render(result: CompileResult, fmt: str, payload: dict[str, Any]) -> Response:
+    if fmt == "json":
+        return JSONResponse(payload)
+    if fmt == "sarif":
+        return Response(json.dumps(sarif(result)), media_type=_MEDIA["sarif"])
+    body = {"github": github, "junit": junit, "text": text}[fmt](result)
+    return PlainTextResponse(body, media_type=_MEDIA[fmt])
+
+
+@router.post("/validate", summary="Validate governance documents; 200 with the report even when invalid")
+async def validate(request: Request, format: str = Query("json"), file: str = Query("CANON.md")) -> Response:
+    state = request.app.state
+    settings = state.settings
+    if settings.validate_requires_auth:
+        require("governance:read")(request)
+    if format not in FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format", code="invalid_value")
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype not in ("application/json", "text/markdown", "text/plain"):
+        raise UnsupportedMediaType("send application/json {\"files\": {...}} or one text/markdown file", code="unsupported_media_type")
+    raw = await _body(request, settings.validate_max_bytes)
+    previous, root, single = None, "MAGIC", None
+    if ctype == "application/json":
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+        if not isinstance(doc, dict) or "files" not in doc:
+            raise BadRequest("body must be an object with a 'files' object", param="files", code="invalid_value")
+        unknown = sorted(set(doc) - {"files", "previous", "root"})
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)}", param=unknown[0], code="invalid_value")
+        files = _files(doc["files"], "files")
+        if not files:
+            raise BadRequest("'files' is empty", param="files", code="invalid_value")
+        if doc.get("previous") is not None:
+            previous = _files(doc["previous"], "previous")
+        if doc.get("root") is not None:
+            if not isinstance(doc["root"], str) or not re.fullmatch(r"[A-Za-z0-9_-]+", doc["root"]):
+                raise BadRequest("'root' must be a scope name", param="root", code="invalid_value")
+            root = doc["root"]
+    else:
+        single = _check_name(file, "file")
+        try:
+            files = {single: raw.decode("utf-8")}
+        except UnicodeDecodeError:
+            raise BadRequest("body is not UTF-8 text", code="invalid_encoding") from None
+    governance = state.governance
+    vendored = [p for p in governance.vendored_parents() if p not in files]
+    merged = {**{p: governance.vendored_parents()[p] for p in vendored}, **files}
+    result = compile_files(merged, previous=previous, root=root, canon_dir=settings.canon_dir)
+    used = sorted(p for p in vendored if any(p in s.files for s in result.chain))
+    env = settings.binding_values()
+    try:
+        revision = compile_policy(result, env).revision
+    except Exception:
+        revision = None
+    payload = report_dict(result, policy_revision=revision)
+    payload["vendored_parents"] = used
+    if single is not None:
+        payload["mode"] = "single-file"
+        payload["findings"] = [f for f in payload["findings"] if f["file"] == single]
+        payload["valid"] = not any(f["severity"] == "error" for f in payload["findings"])
+    governance.record_validation(result)
+    return _render(result, format, payload)
