@@ -123,3 +123,69 @@ async def test_secret_never_in_error_or_log(tmp_path: Path, caplog) -> None:
     await led.stop()
     assert "jwt-secret-never-logged" not in info.value.message
     assert all("jwt-secret-never-logged" not in r.getMessage() for r in caplog.records)
+
+
+FULL_DISK_CHILD = r"""
+import asyncio, json, resource, signal, sys, time
+from pathlib import Path
+from gateway.errors import ServiceUnavailable
+from gateway.ledger import Ledger
+from gateway.settings import Settings
+
+async def main():
+    s = Settings(scope_dir=Path(sys.argv[1]), ledger_path=Path("var/ledger/decisions.jsonl"), ledger_max_lag_ms=50)
+    led = Ledger(s)
+    await led.start()
+    rec = lambda i: {"decision_id": f"f{i:03d}", "principal": "disk", "action": "compute.create", "outcome": "x" * 200}
+    for i in range(10):
+        await led.append(rec(i), durable=True)
+    size = led.path.stat().st_size
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1000, resource.RLIM_INFINITY))  # the "disk" fills up
+    for i in range(10, 30):
+        await led.append(rec(i), durable=False)
+    refused = 0
+    try:
+        await led.append(rec(30), durable=True)
+    except ServiceUnavailable:
+        refused = 1
+    down = not led.available
+    for _ in range(50):
+        if led.write_failures >= 3:
+            break
+        await asyncio.sleep(0.02)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    for _ in range(250):
+        if led.available:
+            break
+        await asyncio.sleep(0.02)
+    up = led.available
+    await led.append(rec(31), durable=True)
+    await led.stop()
+    print(json.dumps({"refused": refused, "down": down, "up": up, "failures": led.write_failures}))
+
+asyncio.run(main())
+"""
+
+
+async def test_disk_full_mid_batch_rewrites_nothing_twice(tmp_path: Path) -> None:
+    """A write that fails part-way (file size limit, like a full disk) leaves complete and partial
+    lines behind; the writer repairs the partial line and does not write the complete ones again."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(FULL_DISK_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["refused"] == 1 and summary["down"] and summary["up"] and summary["failures"] >= 3
+    path = make_settings(tmp_path).resolve(Path("var/ledger/decisions.jsonl"))
+    result = verify_chain(path)
+    assert result.ok, result.describe()
+    assert [r["decision_id"] for r in read_records(path)] == [f"f{i:03d}" for i in range(32)]
+    assert path.with_name("decisions.jsonl.corrupt").exists()  # the partial lines, kept for inspection
