@@ -27,6 +27,7 @@ STOPLIST = frozenset(
 STUBS = frozenset({"", "-", "—", "–", "tbd", "todo", "n/a", "governed term in this scope vocabulary."})
 TERM_RE = re.compile(r"(?<![A-Za-z0-9_\-./{])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?![A-Za-z0-9_\-}]|\.[A-Za-z])")
 _CODE_SPAN = re.compile(r"`[^`]*`")
+_CHECK_SUFFIX = re.compile(r"\(check:[^)]*\)")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)>\]|`]+", re.IGNORECASE)
 HOST_RE = re.compile(
@@ -95,10 +96,13 @@ def declare(scope: Scope, canon: Doc | None) -> list[Finding]:
 
 
 def _scan_lines(doc: Doc):
+    """Prose lines and constraint lines (a fenced Constraints block counts; other code does not)."""
     for i, raw in enumerate(doc.lines):
-        if doc.kind[i] in ("fence", "fence_mark", "html", "front"):
+        if doc.kind[i] in ("fence_mark", "html", "front"):
             continue
-        yield i + 1, _LINK.sub(" ", _CODE_SPAN.sub(" ", raw))
+        if doc.kind[i] == "fence" and doc.section[i].strip().lower() not in ("constraints", "governance"):
+            continue
+        yield i + 1, _CHECK_SUFFIX.sub(" ", _LINK.sub(" ", _CODE_SPAN.sub(" ", raw)))
 
 
 def vocab_closure(scope: Scope, docs: Mapping[str, Doc], defined: set[str], bit: str) -> list[Finding]:
