@@ -193,6 +193,17 @@ def _config_digest(r: BindingReader) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def _fail_closed_ids(chain: Sequence[Scope]) -> tuple[str, ...]:
+    """The fail_closed constraint lines, root first; a child repeating its parent's text is cited
+    once, at the parent's line."""
+    seen: dict[str, str] = {}
+    for scope in chain:
+        for c in scope.constraints:
+            if c.kind == "fail_closed":
+                seen.setdefault(f"{c.modality} {' '.join(c.text.lower().split())}", c.id)
+    return tuple(seen.values())
+
+
 def compile_tables(chain: Sequence[Scope], env: Mapping[str, str]) -> Compiled:
     r = BindingReader(declared_bindings(list(chain)), dict(env))
     out = Compiled()
@@ -222,9 +233,7 @@ def compile_tables(chain: Sequence[Scope], env: Mapping[str, str]) -> Compiled:
         if caps is not None:
             out.compute[key] = caps
     r.check_declared()
-    out.fail_closed_ids = tuple(
-        dict.fromkeys(c.id for scope in chain for c in scope.constraints if c.kind == "fail_closed")
-    )
+    out.fail_closed_ids = _fail_closed_ids(chain)
     out.problems = tuple(r.problems.values())
     missing = {p.entry for p in out.problems}
     out.unbound = tuple(n for n in r.unbound if n not in missing)

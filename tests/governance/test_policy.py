@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from governance.decision import ACTIONS, Facts
-from governance.ir import Binding
+from governance.ir import Binding, Constraint
 from governance.policy import Policy
 
 from .test_policy_fixtures import FAIL_CLOSED_ID, REMOTE, chain, env, line_of
@@ -237,3 +237,14 @@ def test_decision_ids_are_unique():
     p = compile_()
     ids = {chat(p, "gemma-3-270m").id for _ in range(200)}
     assert len(ids) == 200
+
+
+def test_fail_closed_repeated_by_a_child_is_cited_once_at_the_parent():
+    scopes = chain()
+    scopes[1].constraints.append(
+        Constraint("VASTAI", "CANON.md", 15, "MUST", "Fail  closed on validation failure", kind="fail_closed"))
+    scopes[1].constraints.append(
+        Constraint("VASTAI", "CANON.md", 17, "MUST NOT", "Bypass governance validation", kind="fail_closed"))
+    p = Policy.compile(scopes, env(), sources_digest="s")
+    d = chat(p, "gemma-3-270m")
+    assert FAIL_CLOSED_ID in d.rule_ids and "CANON.md:L15" not in d.rule_ids and "CANON.md:L17" in d.rule_ids
