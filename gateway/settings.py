@@ -33,7 +33,7 @@ def _environment() -> dict[str, str]:
 class Settings(BaseSettings):
     """Gateway settings. Environment variables use the ``CANONIC_`` prefix unless noted."""
 
-    model_config = SettingsConfigDict(env_prefix="CANONIC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CANONIC_", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     # Compute
     tracking_dir: Path = Path("config")
     instances_dir: Path = Path("var/instances")
-    embedded_local: bool = True
+    # Spin up the local model as the embedded default upstream. `canonic serve` turns this on;
+    # create_app(Settings()) in tests and embedding code leaves it off unless asked.
+    embedded_local: bool = False
     spinup_timeout_s: float = 300.0
     progress_interval_s: float = 60.0
     teardown_timeout_s: float = 120.0

@@ -29,13 +29,17 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8080, help="Port to bind."),
         scope: Path = typer.Option(Path("."), "--scope", help="The governed scope's directory."),
         log_level: str = typer.Option("info", help="uvicorn log level."),
+        embedded: bool = typer.Option(
+            True, "--embedded-local/--no-embedded-local",
+            help="Start the local llama.cpp model when no remote provider is bound.",
+        ),
     ) -> None:
         """Start the gateway."""
         import uvicorn
 
         from gateway.app import create_app
 
-        settings = Settings(host=host, port=port, scope_dir=scope)
+        settings = Settings(host=host, port=port, scope_dir=scope, embedded_local=embedded)
         if not settings.jwt_secret and not settings.jwt_public_key:
             if not _is_loopback(host):
                 typer.echo(
