@@ -303,6 +303,12 @@ class FakeVLLM:
         return web.Response(body=raw, content_type="application/json", headers=headers)
 
     async def _stream(self, request, body, chat, ident, out, finish, n) -> web.StreamResponse:
+        try:
+            return await self._stream_events(request, body, chat, ident, out, finish, n)
+        except ConnectionResetError:  # the client went away mid-stream
+            return web.StreamResponse()
+
+    async def _stream_events(self, request, body, chat, ident, out, finish, n) -> web.StreamResponse:
         f = self.faults
         opts = body.get("stream_options")
         include_usage = isinstance(opts, dict) and opts.get("include_usage", True) is not False
@@ -341,7 +347,7 @@ class FakeVLLM:
             if f.stall_after is not None and k == f.stall_after:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), STALL_LIMIT_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 return resp
             if f.cut_after is not None and k == f.cut_after:
