@@ -3,6 +3,18 @@
 Default deny. ``decide`` never raises: an exception inside it is a deny (``internal_deny``).
 Every Decision carries the policy revision and cites the binding and constraint lines
 (``FILE:L<line>``) it used.
+
+Deny codes (``Decision.reason_code``; "allowed" when ``allow``):
+  binding_missing  a required binding is missing or mistyped (``Policy.missing``): every governed
+                   action except governance.validate / governance.read is denied
+  policy_refused   ``Policy.refusing(reason)``: the chain did not compile
+  action_unknown   not one of ``ACTIONS``;  internal_deny  an exception inside decide
+  model_missing, model_not_bound (render 404), model_not_allowed, tokens_invalid
+  facts_missing, facts_invalid, provider_not_allowed, template_not_allowed, gpu_not_allowed,
+  price_over_cap, budget_invalid, budget_exceeded, instance_cap
+Obligations: inference {"max_tokens": int, "provider": NAME}; inference.models {"models": [...]};
+compute.provision {"provider": key, "max_cost_per_hour": str(Decimal)}; compute lookups with a
+provider {"provider": key}.
 """
 
 from __future__ import annotations
