@@ -107,7 +107,18 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
     governance = state.governance
     vendored = [p for p in governance.vendored_parents() if p not in files]
     merged = {**{p: governance.vendored_parents()[p] for p in vendored}, **files}
-    result = compile_files(merged, previous=previous, root=root, canon_dir=settings.canon_dir)
+    with state.telemetry.span("governance.validate", {"canonic.validate.files": len(merged)}) as span:
+        result = compile_files(merged, previous=previous, root=root, canon_dir=settings.canon_dir)
+        counts = result.counts()
+        span.set_attributes(
+            {
+                "canonic.validate.score": result.score,
+                "canonic.validate.valid": result.valid,
+                "canonic.validate.errors": counts["error"],
+                "canonic.validate.warnings": counts["warning"],
+                "canonic.validate.infos": counts["info"],
+            }
+        )
     used = sorted(p for p in vendored if any(p in s.files for s in result.chain))
     env = settings.binding_values()
     try:

@@ -157,3 +157,24 @@ def test_grpc_protocol_exports_spans_and_metrics(tmp_path, client):
             grpc_receiver.wait_for(lambda rc: rc.metric_points("canonic_request_duration_seconds"))
     assert span.parent_span_id == parent_id and span.name == "GET /healthz"
     assert grpc_receiver.requests[0]["headers"]["x-tenant"] == "canonic"
+
+
+def test_validate_has_a_governance_span_with_score_and_counts(tmp_path, receiver, client):
+    from .conftest import REPO
+
+    env = {**FAST, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
+    files = {name: (REPO / name).read_text() for name in ("CANON.md", "VASTAI.md")}
+    header, trace_id, parent_id = traceparent()
+    with running_gateway(tmp_path, env) as (base, _app):
+        r = client.post(base + "/validate", json={"files": files}, headers={"traceparent": header})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        receiver.wait_for(lambda rc: len([s for s in rc.spans if s.trace_id == trace_id]) >= 2)
+    spans = {s.name: s for s in receiver.spans if s.trace_id == trace_id}
+    server, gov = spans["POST /validate"], spans["governance.validate"]
+    assert server.parent_span_id == parent_id and gov.parent_span_id == server.span_id
+    assert gov.attributes["canonic.validate.score"] == report["score"]
+    assert gov.attributes["canonic.validate.valid"] == report["valid"]
+    errors = sum(1 for f in report["findings"] if f["severity"] == "error")
+    assert gov.attributes["canonic.validate.errors"] == errors
+    assert gov.attributes["canonic.validate.files"] >= 2
