@@ -103,3 +103,23 @@ def poll(
             next_report = now + progress_every_s
         remaining = deadline_s - (now - started)
         sleep(max(0.0, min(interval_s, remaining)))
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int,
+    base_delay_s: float,
+    retry_on: tuple[type[BaseException], ...],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``call`` up to ``attempts`` times, sleeping base, 2*base, ... between tries (for SSH
+    connects: 10 s each, 3 tries). Never use it for creates: those are reconciled, not retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except retry_on:
+            if attempt == attempts:
+                raise
+            sleep(base_delay_s * 2 ** (attempt - 1))
+    raise ValueError("attempts must be at least 1")

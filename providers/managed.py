@@ -86,7 +86,7 @@ class ManagedProvider:
             if running:
                 found = min(running, key=_age_key)
                 self.tracker.append("adopted", found.instance_id, identity=identity, status=found.status.value)
-                return self._within_budget(found, spec, _Machine(self, found.instance_id, identity, State.RUNNING))
+                return self._within_budget(found, spec, None)
             pending = [i for i in same if i.status == State.PENDING]
             if pending:
                 found = min(pending, key=_age_key)
@@ -164,17 +164,19 @@ class ManagedProvider:
         machine.to(State.RUNNING, cost_per_hour=found.cost_per_hour)
         return self._within_budget(found, spec, machine)
 
-    def _within_budget(self, found: Instance, spec: Spec, machine: _Machine) -> Instance:
+    def _within_budget(self, found: Instance, spec: Spec, machine: _Machine | None) -> Instance:
+        """Refuse an instance over ``spec.budget``; destroy it only if this spinup created it."""
         if spec.budget is None or found.cost_per_hour <= spec.budget:
             return found
+        over = (f"Instance {found.instance_id} costs {found.cost_per_hour:g} USD/h, over the budget of "
+                f"{spec.budget:g} USD/h")
+        if machine is None:
+            raise Refused(f"{over}; it already runs for this identity and was left as it is.")
         machine.to(State.STOPPING)
         confirmed = self._destroy_and_confirm(found.instance_id, None)
         if confirmed:
             machine.to(State.TERMINATED)
-        raise Refused(
-            f"Instance {found.instance_id} costs {found.cost_per_hour:g} USD/h, over the budget of "
-            f"{spec.budget:g} USD/h; it was destroyed. {self._cleanup_sentence(confirmed)}"
-        )
+        raise Refused(f"{over}; it was destroyed. {self._cleanup_sentence(confirmed)}")
 
     def _fail(self, machine: _Machine, reason: str, progress: Progress | None) -> bool:
         confirmed = self._destroy_and_confirm(machine.instance_id, progress)

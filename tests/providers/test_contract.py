@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from providers.contract import INSTANCE_KEYS, Offer, Spec
+from providers.contract import INSTANCE_KEYS, Offer, Provider, Spec
 from providers.errors import (
     InstanceNotFound,
     InstanceTerminated,
@@ -18,7 +19,7 @@ from providers.errors import (
     SpinupFailed,
     SpinupTimeout,
 )
-from providers.lifecycle import Deadlines, State
+from providers.lifecycle import State
 from tests.providers.cases import TEST_DEADLINES
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -151,6 +152,7 @@ def test_error_messages_are_clear_and_actionable(case, provider, root):
 
 
 def test_offers_and_billing_facts(case, provider):
+    assert isinstance(provider, Provider) and provider.name == case.name
     assert provider.billing_starts in ("allocation", "ready")
     offers = provider.offers(case.spec)
     assert offers and all(isinstance(o, Offer) and isinstance(o.cost_per_hour, float) for o in offers)
@@ -196,7 +198,7 @@ def test_teardown_while_pending_cancels(case, make_provider, root):
 
 
 def test_spinup_past_deadline_is_terminated_and_cleaned_up(case, make_provider, root):
-    short = Deadlines(**{**TEST_DEADLINES.__dict__, "spinup_s": 1.0, "progress_every_s": 0.3})
+    short = replace(TEST_DEADLINES, spinup_s=1.0, progress_every_s=0.3)
     provider = make_provider(deadlines=short, slow_start_s=3.0)
     messages: list[str] = []
     with pytest.raises(SpinupTimeout) as timeout:

@@ -9,7 +9,7 @@ import pytest
 
 from providers.contract import Spec
 from providers.errors import DeadlineExceeded, IllegalTransition
-from providers.lifecycle import TRANSITIONS, State, StatusTable, poll, transition
+from providers.lifecycle import TRANSITIONS, State, StatusTable, poll, transition, with_retries
 from providers.local import STATUSES
 
 LEGAL = {
@@ -109,3 +109,22 @@ def test_poll_propagates_an_abort_from_check():
 
     with pytest.raises(RuntimeError, match="allocation failed"):
         poll(check, what="z", deadline_s=1, interval_s=0.1)
+
+
+def test_with_retries_backs_off_then_gives_up():
+    clock = FakeClock()
+    calls: list[int] = []
+
+    def connect() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError("refused")
+        return "connected"
+
+    assert with_retries(connect, attempts=3, base_delay_s=1, retry_on=(OSError,), sleep=clock.sleep) == "connected"
+    assert clock.sleeps == [1, 2]
+    with pytest.raises(ConnectionRefusedError):
+        with_retries(lambda: (_ for _ in ()).throw(ConnectionRefusedError("x")), attempts=3, base_delay_s=1,
+                     retry_on=(OSError,), sleep=clock.sleep)
+    with pytest.raises(ValueError, match="attempts"):
+        with_retries(lambda: 1, attempts=0, base_delay_s=1, retry_on=(OSError,))

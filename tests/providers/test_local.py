@@ -9,6 +9,7 @@ import signal
 import stat
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from providers.errors import (
     SpinupTimeout,
     Unsupported,
 )
-from providers.lifecycle import Deadlines, State
+from providers.lifecycle import State
 from providers.local import LocalBackend, local_provider
 from tests.providers.cases import LOCAL, TEST_DEADLINES, local_leftovers
 
@@ -145,7 +146,7 @@ def test_a_dead_server_is_removed_and_the_next_spinup_starts_a_new_one(local, ro
 def test_an_unanswering_server_is_not_adopted_but_destroyed_sigterm_then_sigkill(local, root):
     stuck = local().spinup(SPEC)
     os.kill(stuck.extra["pid"], signal.SIGSTOP)  # alive, port open, never answers; ignores SIGTERM
-    short = Deadlines(**{**TEST_DEADLINES.__dict__, "spinup_s": 1.5, "teardown_s": 0.5, "force_grace_s": 5.0})
+    short = replace(TEST_DEADLINES, spinup_s=1.5, teardown_s=0.5, force_grace_s=5.0)
     provider = local(deadlines=short)
     messages: list[str] = []
     with pytest.raises(SpinupTimeout, match=f"Instance {stuck.instance_id} did not reach RUNNING"):
@@ -153,3 +154,26 @@ def test_an_unanswering_server_is_not_adopted_but_destroyed_sigterm_then_sigkill
     assert any("forcing destroy" in m for m in messages)
     assert provider.list() == [] and local_leftovers(root) == []
     assert LOCAL.gone(stuck)
+
+
+def _python_that_orphans_the_server(root: Path) -> str:
+    """A launcher whose server escapes into its own session: killing the launcher's group leaves
+    the port answering, so teardown cannot confirm the instance is gone."""
+    script = root / "orphaning-python.sh"
+    script.write_text(f'#!/bin/sh\nsetsid {sys.executable} "$@" &\nwait\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_teardown_that_cannot_confirm_warns_with_the_seed_sentence(local, root):
+    short = replace(TEST_DEADLINES, teardown_s=0.5, force_grace_s=1.0)
+    provider = local(deadlines=short, python=_python_that_orphans_the_server(root))
+    instance = provider.spinup(SPEC)
+    messages: list[str] = []
+    result = provider.teardown(instance.instance_id, progress=messages.append)
+    warning = "Could not confirm billing stopped. Check your provider dashboard."
+    assert result.warning == warning and not result.billing_confirmed
+    assert result.status == State.STOPPING
+    assert warning in messages
+    assert any(e["event"] == "warning" and e["message"] == warning for e in provider.tracker.read().events)
+    assert [i.status for i in provider.list()] == [State.STOPPING]  # still reported, not hidden
