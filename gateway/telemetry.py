@@ -254,7 +254,8 @@ class TelemetryMiddleware:
         span = None
         token = None
         if tel.tracing:
-            parent = tel.propagator.extract(_headers_carrier(scope)) if scope.get("headers") else None
+            carrier = _headers_carrier(scope)
+            parent = tel.propagator.extract(carrier) if carrier else None
             span = tel.tracer.start_span(
                 method,
                 context=parent,
@@ -287,6 +288,7 @@ class TelemetryMiddleware:
             code = status[0]
             if span is not None:
                 otel_context.detach(token)
+            if span is not None and span.is_recording():
                 if route_obj is not None:
                     span.update_name(f"{method} {route}")
                     span.set_attribute(HTTP_ROUTE, route)
