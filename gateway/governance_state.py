@@ -31,10 +31,12 @@ class GovernanceState:
             return {"ok": False, "detail": f"governance could not be read: {self.load_error}"}
         if not self.result.valid:
             errs = self.result.errors
-            first = errs[0]
+            causes = [f for f in errs if f.code != "COVERAGE_DRIFT"] or list(errs)
+            first = causes[0]
+            codes = ", ".join(sorted({f.code for f in errs}))
             return {
                 "ok": False,
-                "detail": f"{len(errs)} error finding(s) in the governance chain; first: "
+                "detail": f"{len(errs)} error finding(s) in the governance chain ({codes}); first: "
                 f"{first.file}:{first.line} {first.code}: {first.message}",
             }
         return {"ok": True, "detail": f"chain {' -> '.join(s.name for s in self.result.chain)} compiled, "
