@@ -6,6 +6,7 @@ import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
 from providers.errors import DeadlineExceeded, IllegalTransition
@@ -23,13 +24,13 @@ class State(enum.StrEnum):
 
 # Seed 001: IDLE -> PENDING -> RUNNING -> STOPPING -> TERMINATED, plus PENDING -> TERMINATED
 # (timeout, allocation failure, or a teardown that cancels the pending allocation).
-TRANSITIONS: Mapping[State, frozenset[State]] = {
+TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     State.IDLE: frozenset({State.PENDING}),
     State.PENDING: frozenset({State.RUNNING, State.TERMINATED}),
     State.RUNNING: frozenset({State.STOPPING}),
     State.STOPPING: frozenset({State.TERMINATED}),
     State.TERMINATED: frozenset(),
-}
+})
 
 ACTIVE = frozenset({State.PENDING, State.RUNNING, State.STOPPING})
 
