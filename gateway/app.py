@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +16,14 @@ from gateway.routes import health, metrics, openai
 from gateway.routes import validate as validate_routes
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, TelemetryMiddleware
+
+
+def _no_native_telemetry() -> dict:
+    """Newer FastAPI releases carry their own OpenTelemetry instrumentation; ours (gateway.telemetry)
+    owns the spans and metrics, so FastAPI's is switched off where it exists."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="A governed gateway for LLM inference and GPU compute.",
         lifespan=lifespan,
+        **_no_native_telemetry(),
     )
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
