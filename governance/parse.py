@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 
@@ -19,7 +18,6 @@ from governance.ir import (
     Constraint,
     CoverageRow,
     Finding,
-    Heading,
     LedgerRow,
     RoadmapItem,
     Route,
@@ -27,6 +25,9 @@ from governance.ir import (
     SurfaceRoute,
     VocabTerm,
 )
+from governance.source_doc import Doc, Table, new_markdown, read_doc, tables
+
+__all__ = ["CHECK_KINDS", "Doc", "new_markdown", "parse_scope", "read_doc", "tables"]
 
 CHECK_KINDS = frozenset(
     {
@@ -54,128 +55,12 @@ CONSTRAINT_RE = re.compile(
 _SPLIT_RE = re.compile(r"\s+(?=\b(?:MUST|SHOULD)(?: NOT)?:)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s*)")
 _MODAL_START = re.compile(r"^(?:must|shall|should|may)\b", re.IGNORECASE)
-_HEADER_KEY = re.compile(r"^(inherits|scope):\s*(\S.*?)\s*$")
 _SCORE_RE = re.compile(r"^\**\s*Score:?\**\s*:?\s*(\d+)\s*/\s*255\b", re.IGNORECASE)
 _ROADMAP_SECTION = re.compile(r"^\d{4}-\d{2}$")
 _CHECKBOX = re.compile(r"^\s*[-*]\s+\[( |x|X)\]\s+(\S.*)$")
 _BULLET_BINDING = re.compile(r"^\s*[-*]\s+`?(secret|var)`?\s*:\s*(?P<names>`?[A-Z][A-Z0-9_]*`?(?:\s*,\s*`?[A-Z][A-Z0-9_]*`?)*)\s*(?:\((?P<note>[^)]*)\))?\s*$")
 _SURFACE_ROUTE = re.compile(r"^\s*(?:[-*]\s+)?`?(?P<key>[a-z][a-z0-9_]*)`?\s*:\s*`?(?P<url>[a-z][a-z0-9+.-]*://[^\s`]+)`?\s*$")
 _TYPE_WORDS = {"integer": "int", "int": "int", "decimal": "decimal", "csv": "csv", "url": "url", "string": "string"}
-
-
-@dataclass
-class Doc:
-    """One file's lines, classified."""
-
-    path: str
-    lines: list[str]
-    headings: list[Heading] = field(default_factory=list)
-    section: list[str] = field(default_factory=list)  # per line: the nearest heading's title ("" before any)
-    kind: list[str] = field(default_factory=list)  # per line: text | fence | fence_mark | html | heading | front
-    list_item: list[bool] = field(default_factory=list)
-    header: dict[str, tuple[str, int]] = field(default_factory=dict)  # inherits/scope -> (value, line)
-    unclosed_fence: int | None = None
-
-
-def new_markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark")
-
-
-def read_doc(md: MarkdownIt, path: str, text: str) -> Doc:
-    lines = text.split("\n")
-    n = len(lines)
-    doc = Doc(path, lines, section=[""] * n, kind=["text"] * n, list_item=[False] * n)
-    body = lines
-    if lines and lines[0].strip() == "---":
-        for end in range(1, n):
-            if lines[end].strip() == "---":
-                for i in range(0, end + 1):
-                    doc.kind[i] = "front"
-                    m = _HEADER_KEY.match(lines[i].strip())
-                    if m:
-                        doc.header.setdefault(m.group(1), (m.group(2), i + 1))
-                body = [""] * (end + 1) + lines[end + 1 :]
-                break
-    tokens = md.parse("\n".join(body))
-    for i, tok in enumerate(tokens):
-        if tok.map is None:
-            continue
-        a, b = tok.map
-        if tok.type == "heading_open":
-            title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
-            doc.headings.append(Heading(int(tok.tag[1:]), title, path, a + 1))
-            doc.kind[a] = "heading"
-        elif tok.type in ("fence", "code_block"):
-            for j in range(a, min(b, n)):
-                doc.kind[j] = "fence"
-            if tok.type == "fence":
-                doc.kind[a] = "fence_mark"
-                last = min(b, n) - 1
-                if last > a and lines[last].strip().startswith(tok.markup):
-                    doc.kind[last] = "fence_mark"
-                elif last >= a:
-                    doc.unclosed_fence = a + 1
-        elif tok.type == "html_block":
-            for j in range(a, min(b, n)):
-                doc.kind[j] = "html"
-        elif tok.type == "list_item_open":
-            doc.list_item[a] = True
-    title, in_header = "", True
-    hl = {h.line - 1: h for h in doc.headings}
-    for i in range(n):
-        if i in hl:
-            title = hl[i].title
-            in_header = in_header and hl[i].level == 1
-        doc.section[i] = title
-        if in_header and doc.kind[i] == "text":
-            m = _HEADER_KEY.match(lines[i].strip())
-            if m:
-                doc.header.setdefault(m.group(1), (m.group(2), i + 1))
-    return doc
-
-
-def split_cells(line: str) -> list[str]:
-    s = line.strip()
-    if s.startswith("|"):
-        s = s[1:]
-    if s.endswith("|") and not s.endswith("\\|"):
-        s = s[:-1]
-    return [c.strip() for c in re.split(r"(?<!\\)\|", s)]
-
-
-@dataclass
-class Table:
-    header: list[str]
-    line: int
-    rows: list[tuple[list[str], str, int]]  # (cells, raw line, 1-based line)
-    malformed: list[tuple[int, str]]  # (line, why)
-    section: str
-
-
-def tables(doc: Doc) -> list[Table]:
-    out: list[Table] = []
-    lines, i, n = doc.lines, 0, len(doc.lines)
-    while i < n:
-        if doc.kind[i] == "text" and lines[i].lstrip().startswith("|") and i + 1 < n and re.match(
-            r"^\s*\|?\s*:?-{3,}", lines[i + 1]
-        ):
-            t = Table(split_cells(lines[i]), i + 1, [], [], doc.section[i])
-            i += 2
-            while i < n and lines[i].strip() and doc.kind[i] == "text":
-                raw = lines[i]
-                if raw.lstrip().startswith("|"):
-                    cells = split_cells(raw)
-                    if len(cells) != len(t.header):
-                        t.malformed.append((i + 1, f"{len(cells)} cells where the header has {len(t.header)}"))
-                    else:
-                        t.rows.append((cells, raw, i + 1))
-                else:
-                    t.malformed.append((i + 1, "a row continues on a second line (one row = one line)"))
-                i += 1
-            out.append(t)
-        else:
-            i += 1
-    return out
 
 
 def _finding(code: str, kind: str, bit: str, file: str, line: int, msg: str, severity: str = "error") -> Finding:
