@@ -32,7 +32,7 @@ def new_markdown() -> MarkdownIt:
 
 
 def read_doc(md: MarkdownIt, path: str, text: str) -> Doc:
-    lines = text.split("\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # markdown-it's own line breaks
     n = len(lines)
     doc = Doc(path, lines, section=[""] * n, kind=["text"] * n, list_item=[False] * n)
     body = lines
@@ -51,6 +51,8 @@ def read_doc(md: MarkdownIt, path: str, text: str) -> Doc:
         if tok.map is None:
             continue
         a, b = tok.map
+        if a >= n:
+            continue
         if tok.type == "heading_open":
             title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
             doc.headings.append(Heading(int(tok.tag[1:]), title, path, a + 1))
