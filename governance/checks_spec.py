@@ -75,9 +75,12 @@ def spec(scope: Scope, doc: Doc | None) -> list[Finding]:
 
 def served_routes(scope: Scope, served: Sequence[tuple[str, str]]) -> list[Finding]:
     """Compare the app's (method, path) set with the Routes table."""
-    declared = {(r.method, r.path) for r in scope.routes}
+    def shape(path: str) -> str:  # path parameter names do not matter: {id} == {instance_id}
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    declared = {(r.method, shape(r.path)) for r in scope.routes}
     out = []
-    for method, path in sorted(set(served) - declared):
+    for method, path in sorted({(m, p) for m, p in served if (m, shape(p)) not in declared}):
         out.append(F("ROUTE_UNDECLARED", "route_declared", "RELATIONAL", scope.spec_file, 1, f"{method} {path} is served but not declared"))
     return out
 
