@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from gateway.auth import Verifier
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
+from gateway.routes import compute, health, metrics, openai
 from gateway.routes import governance as governance_routes
-from gateway.routes import health, metrics, openai
 from gateway.routes import validate as validate_routes
 from gateway.settings import Settings
 from gateway.telemetry import Telemetry, TelemetryMiddleware
@@ -52,9 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         state.ledger = Ledger(settings)
         await state.ledger.start()
+        # -- compute (governed spinup/teardown; the embedded local model starts in the background) --
+        from gateway.compute import ComputeService
+
+        state.compute = ComputeService(settings, state.governance.policy, state.upstreams, state.ledger,
+                                       state.telemetry)
+        await state.compute.start()
         try:
             yield
         finally:
+            await state.compute.stop()  # tears down the embedded instance: no process left behind
             await state.forwarder.close()
             await state.ledger.stop()
             state.telemetry.shutdown()
@@ -73,5 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(validate_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(openai.router)
+    app.include_router(compute.router)
     app.include_router(metrics.router)
     return app

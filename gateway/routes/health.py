@@ -28,7 +28,7 @@ def readiness(state) -> dict[str, dict]:
         checks["governance"] = {"ok": False, "detail": "governance not loaded"}
     else:
         checks["governance"] = gov.readiness()
-    for name in ("ledger", "upstreams"):
+    for name in ("ledger", "upstreams", "compute"):
         part = getattr(state, name, None)
         if part is not None and hasattr(part, "readiness"):
             checks[name] = part.readiness()

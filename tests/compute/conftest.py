@@ -1,0 +1,192 @@
+"""The gateway under uvicorn (thread, free loopback port) with the real local provider (llama.cpp +
+Gemma 3 270M) in per-test directories. Every llama.cpp server a test starts is killed in a
+finalizer, whatever happened to the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import SCOPES, mint_token
+from gateway.settings import Settings
+from providers.local import LocalBackend
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "test-secret-compute-0123456789abcdef"
+START_TIMEOUT_S = 15.0
+CANONIC = str(Path(sys.executable).with_name("canonic"))
+SPEC = {"provider": "local", "gpu": "cpu", "disk": 1, "template": "gemma-3-270m"}
+
+
+def local_available() -> bool:
+    return LocalBackend(instances_dir=Path("/nonexistent")).available().ok
+
+
+needs_local = pytest.mark.skipif(not local_available(), reason="llama-cpp-python[server] or the gemma package missing")
+
+
+def servers_under(root: Path) -> list[int]:
+    """Live processes whose working directory is under ``root`` (the llama.cpp servers)."""
+    base = str(root.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if cwd.startswith(base + "/") and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_servers(root: Path) -> list[int]:
+    left = servers_under(root)
+    for pid in left:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 5
+    while servers_under(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def compute_settings(root: Path, env: dict[str, str] | None = None, **overrides) -> Settings:
+    values = dict(
+        scope_dir=REPO,
+        bindings_env=dict(env or {}),
+        GATEWAY_JWT_SECRET=SECRET,
+        ledger_path=root / "ledger" / "decisions.jsonl",
+        tracking_dir=root / "config",
+        instances_dir=root / "instances",
+        telemetry_enabled=False,
+        spinup_timeout_s=60.0,
+        health_gate_timeout_s=20.0,
+        progress_interval_s=1.0,
+        teardown_timeout_s=10.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def cli_env(root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a CLI subprocess reads its Settings and bindings from."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("CANONIC_", "LOCAL_", "ALLOWED_"))}
+    out.update({
+        "CANONIC_SCOPE_DIR": str(REPO),
+        "CANONIC_LEDGER_PATH": str(root / "ledger" / "decisions.jsonl"),
+        "CANONIC_TRACKING_DIR": str(root / "config"),
+        "CANONIC_INSTANCES_DIR": str(root / "instances"),
+        "CANONIC_TELEMETRY_ENABLED": "false",
+        "CANONIC_SPINUP_TIMEOUT_S": "60",
+        "CANONIC_HEALTH_GATE_TIMEOUT_S": "20",
+        "CANONIC_PROGRESS_INTERVAL_S": "1",
+        "CANONIC_TEARDOWN_TIMEOUT_S": "10",
+    })
+    out.update(env or {})
+    return out
+
+
+def run_cli(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90.0,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CANONIC, "compute", *args], capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(root, env), input=stdin if stdin is not None else "", cwd=root)
+
+
+def ledger_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: object
+    settings: Settings
+    token: str
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, **kw) -> openai.OpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", 60.0)
+        return openai.OpenAI(base_url=self.v1, api_key=self.token, **kw)
+
+    def aclient(self, **kw) -> openai.AsyncOpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", 60.0)
+        return openai.AsyncOpenAI(base_url=self.v1, api_key=self.token, **kw)
+
+    def http(self, scopes=SCOPES) -> httpx.Client:
+        token = mint_token(self.settings, "tester", list(scopes), 600)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=90.0,
+                            trust_env=False)
+
+    def ledger(self) -> list[dict]:
+        return ledger_records(self.settings.ledger_path)
+
+
+@contextmanager
+def running_gateway(root: Path, env: dict[str, str] | None = None, **overrides) -> Iterator[Gateway]:
+    settings = compute_settings(root, env, **overrides)
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.01)
+    token = mint_token(settings, "tester", ["inference"], 600)
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", app, settings, token)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+        assert not thread.is_alive(), "gateway did not stop in time"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    kill_servers(tmp_path)
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
