@@ -41,7 +41,9 @@ def main() -> None:
     files = read_scope(REPO)
     size = sum(len(t) for t in files.values())
     result = compile_files(files)
-    print(f"documents: {len(files)} files, {size} bytes; score {result.score}/255, {len(result.errors)} errors")
+    print(
+        f"documents: {len(files)} files, {size} bytes; score {result.score}/255, {len(result.errors)} errors"
+    )
     for label, fn in (
         ("compile (in memory)", lambda: compile_files(files)),
         ("read + compile (canonic validate .)", lambda: compile_files(read_scope(REPO))),

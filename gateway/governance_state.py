@@ -39,8 +39,11 @@ class GovernanceState:
                 "detail": f"{len(errs)} error finding(s) in the governance chain ({codes}); first: "
                 f"{first.file}:{first.line} {first.code}: {first.message}",
             }
-        return {"ok": True, "detail": f"chain {' -> '.join(s.name for s in self.result.chain)} compiled, "
-                f"score {self.result.score}/255, revision {self.policy.revision}"}
+        return {
+            "ok": True,
+            "detail": f"chain {' -> '.join(s.name for s in self.result.chain)} compiled, "
+            f"score {self.result.score}/255, revision {self.policy.revision}",
+        }
 
     def vendored_parents(self) -> dict[str, str]:
         """The parent scopes' files under ``canon/`` from the gateway's own scope directory."""
@@ -79,11 +82,20 @@ class GovernanceState:
             bits=dict(r.bits),
             counts=r.counts(),
             chain=[
-                {"name": s.name, "dir": s.dir or ".", "inherits": s.inherits, "axiom": s.axiom, "files": sorted(s.files)}
+                {
+                    "name": s.name,
+                    "dir": s.dir or ".",
+                    "inherits": s.inherits,
+                    "axiom": s.axiom,
+                    "files": sorted(s.files),
+                }
                 for s in r.chain
             ],
             capabilities=sorted({c for s in r.chain for c in s.capabilities}),
-            routes=[{"method": x.method, "path": x.path, "action": x.action, "id": f"{x.file}:L{x.line}"} for x in r.scope.routes],
+            routes=[
+                {"method": x.method, "path": x.path, "action": x.action, "id": f"{x.file}:L{x.line}"}
+                for x in r.scope.routes
+            ],
             bindings=[
                 {
                     "name": b.name,
@@ -91,7 +103,9 @@ class GovernanceState:
                     "type": b.type,
                     "required": not b.optional,
                     "present": bool((env.get(b.name) or "").strip()),
-                    "source": "env" if b.name in self.settings.bindings_env else ("default" if b.name in BINDING_DEFAULTS else None),
+                    "source": "env"
+                    if b.name in self.settings.bindings_env
+                    else ("default" if b.name in BINDING_DEFAULTS else None),
                     "id": b.id,
                 }
                 for b in effective_bindings(r.chain).values()
@@ -107,11 +121,18 @@ def load_governance(settings: Settings) -> GovernanceState:
     try:
         files = read_scope(settings.scope_dir, settings.canon_dir)
     except SourceError as exc:
-        return GovernanceState(settings, None, Policy.refusing(f"governance could not be read: {exc}"), load_error=str(exc))
+        return GovernanceState(
+            settings, None, Policy.refusing(f"governance could not be read: {exc}"), load_error=str(exc)
+        )
     env = settings.binding_values()
     try:
-        result = compile_files(files, env=env, root=ROOT_SCOPE, canon_dir=settings.canon_dir,
-                               fallback_name=settings.scope_dir.resolve().name)
+        result = compile_files(
+            files,
+            env=env,
+            root=ROOT_SCOPE,
+            canon_dir=settings.canon_dir,
+            fallback_name=settings.scope_dir.resolve().name,
+        )
         policy = compile_policy(result, env)
     except Exception as exc:  # a compiler crash must not open the gateway
         reason = f"governance compiler failed: {exc.__class__.__name__}"

@@ -46,10 +46,39 @@ def mapping(chain: Sequence[Scope]) -> list[Finding]:
         s.constraints = [auto_map(c) for c in s.constraints]
         for c in s.constraints:
             if c.mapped_by == "pattern":
-                out.append(F("AUTO_MAPPED", c.kind, None, c.file, c.line, f"mapped to '{c.kind}' by pattern; add an explicit (check: {c.kind})", "info"))
+                out.append(
+                    F(
+                        "AUTO_MAPPED",
+                        c.kind,
+                        None,
+                        c.file,
+                        c.line,
+                        f"mapped to '{c.kind}' by pattern; add an explicit (check: {c.kind})",
+                        "info",
+                    )
+                )
             elif c.kind == "none":
-                out.append(F("HUMAN_ONLY", "none", None, c.file, c.line, "acknowledged as a human-review rule (check: none)", "info"))
+                out.append(
+                    F(
+                        "HUMAN_ONLY",
+                        "none",
+                        None,
+                        c.file,
+                        c.line,
+                        "acknowledged as a human-review rule (check: none)",
+                        "info",
+                    )
+                )
             elif c.kind == "manual" and c.modality in ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT"):
-                out.append(F("UNMAPPED_CONSTRAINT", "manual", "OPERATIONS", c.file, c.line,
-                             f"{c.modality} line maps to no check; it is reviewed by hand and earns no bit", "warning"))
+                out.append(
+                    F(
+                        "UNMAPPED_CONSTRAINT",
+                        "manual",
+                        "OPERATIONS",
+                        c.file,
+                        c.line,
+                        f"{c.modality} line maps to no check; it is reviewed by hand and earns no bit",
+                        "warning",
+                    )
+                )
     return out

@@ -29,18 +29,48 @@ def weakening(chain: Sequence[Scope]) -> list[Finding]:
             opposite = _OPPOSITE.get(c.modality)
             hit = by_text.get((opposite, norm(c.text))) if opposite else None
             if hit is not None:
-                out.append(F("WEAKENING", "inheritance", "INHERITED", c.file, c.line,
-                             f"{c.modality} contradicts the inherited {hit.modality} at {hit.id}", constraint=hit.id))
+                out.append(
+                    F(
+                        "WEAKENING",
+                        "inheritance",
+                        "INHERITED",
+                        c.file,
+                        c.line,
+                        f"{c.modality} contradicts the inherited {hit.modality} at {hit.id}",
+                        constraint=hit.id,
+                    )
+                )
             if c.kind != "limit":
                 continue
             for cap, op, num in caps(c):
                 for pcap, pop, pnum, pc in parent_caps:
-                    if pcap == cap and pop == op and ((op == "<=" and num > pnum) or (op == ">=" and num < pnum)):
-                        out.append(F("WEAKENING", "inheritance", "INHERITED", c.file, c.line,
-                                     f"cap {cap}{op}{num} loosens the inherited {cap}{pop}{pnum} at {pc.id}", constraint=pc.id))
+                    if (
+                        pcap == cap
+                        and pop == op
+                        and ((op == "<=" and num > pnum) or (op == ">=" and num < pnum))
+                    ):
+                        out.append(
+                            F(
+                                "WEAKENING",
+                                "inheritance",
+                                "INHERITED",
+                                c.file,
+                                c.line,
+                                f"cap {cap}{op}{num} loosens the inherited {cap}{pop}{pnum} at {pc.id}",
+                                constraint=pc.id,
+                            )
+                        )
         required = {b.name: b for a in ancestors for b in a.bindings if not b.optional}
         for b in child.bindings:
             if b.name in required and b.optional:
-                out.append(F("WEAKENING", "inheritance", "INHERITED", b.file, b.line,
-                             f"{b.name} is required at {required[b.name].id}; a child cannot make it optional"))
+                out.append(
+                    F(
+                        "WEAKENING",
+                        "inheritance",
+                        "INHERITED",
+                        b.file,
+                        b.line,
+                        f"{b.name} is required at {required[b.name].id}; a child cannot make it optional",
+                    )
+                )
     return out

@@ -21,8 +21,23 @@ ROLE_BIT = {
 }
 # Words that look like terms but are not: RFC 2119 keywords and HTTP methods.
 STOPLIST = frozenset(
-    {"MUST", "NOT", "SHALL", "SHOULD", "MAY", "REQUIRED", "RECOMMENDED", "OPTIONAL",
-     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+    {
+        "MUST",
+        "NOT",
+        "SHALL",
+        "SHOULD",
+        "MAY",
+        "REQUIRED",
+        "RECOMMENDED",
+        "OPTIONAL",
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "HEAD",
+        "OPTIONS",
+    }
 )
 STUBS = frozenset({"", "-", "—", "–", "tbd", "todo", "n/a", "governed term in this scope vocabulary."})
 TERM_RE = re.compile(r"(?<![A-Za-z0-9_\-./{])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?![A-Za-z0-9_\-}]|\.[A-Za-z])")
@@ -45,11 +60,18 @@ SECRET_PATTERNS = (
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
     ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")),
     ("bearer credential", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/-]{16,}=*")),
-    ("assigned secret", re.compile(r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\s*[:=]\s*['\"]?[A-Za-z0-9/+_.-]{16,}")),
+    (
+        "assigned secret",
+        re.compile(
+            r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\s*[:=]\s*['\"]?[A-Za-z0-9/+_.-]{16,}"
+        ),
+    ),
 )
 
 
-def F(code: str, kind: str, bit: str, file: str, line: int, msg: str, sev: str = "error", constraint=None) -> Finding:
+def F(
+    code: str, kind: str, bit: str, file: str, line: int, msg: str, sev: str = "error", constraint=None
+) -> Finding:
     return Finding(sev, code, kind, file, max(1, line), msg, bit, constraint)
 
 
@@ -61,15 +83,28 @@ def files_present(scope: Scope, leaf: bool, present: Iterable[str]) -> list[Find
         path = scope.path(base)
         bit = ROLE_BIT.get(base, "RELATIONAL")
         if path not in scope.files:
-            out.append(F("MISSING_FILE", "files_present", bit, path, 1, f"{base} is required in scope {scope.name}"))
+            out.append(
+                F("MISSING_FILE", "files_present", bit, path, 1, f"{base} is required in scope {scope.name}")
+            )
             if base in TRIAD and bit != "STRUCTURE":
-                out.append(F("MISSING_FILE", "files_present", "STRUCTURE", path, 1, f"TRIAD file {base} is missing"))
+                out.append(
+                    F("MISSING_FILE", "files_present", "STRUCTURE", path, 1, f"TRIAD file {base} is missing")
+                )
         elif not scope.files[path].strip():
             out.append(F("EMPTY_FILE", "files_present", bit, path, 1, f"{base} is empty"))
     prefix = scope.path("LEARNING/")
     for p in sorted(present):
         if p.startswith(prefix):
-            out.append(F("NESTED_LEARNING", "files_present", "STRUCTURE", p, 1, "LEARNING.md is terminal; no nested LEARNING/"))
+            out.append(
+                F(
+                    "NESTED_LEARNING",
+                    "files_present",
+                    "STRUCTURE",
+                    p,
+                    1,
+                    "LEARNING.md is terminal; no nested LEARNING/",
+                )
+            )
             break
     return out
 
@@ -81,17 +116,50 @@ def declare(scope: Scope, canon: Doc | None) -> list[Finding]:
     path = canon.path
     axioms = [h for h in canon.headings if h.title.lower() == "axiom"]
     if not axioms:
-        out.append(F("MISSING_SECTION", "files_present", "DECLARE", path, 1, "CANON.md needs one '## Axiom' section"))
+        out.append(
+            F("MISSING_SECTION", "files_present", "DECLARE", path, 1, "CANON.md needs one '## Axiom' section")
+        )
     elif len(axioms) > 1:
-        out.append(F("DUPLICATE_SECTION", "files_present", "DECLARE", path, axioms[1].line, "more than one '## Axiom'"))
+        out.append(
+            F(
+                "DUPLICATE_SECTION",
+                "files_present",
+                "DECLARE",
+                path,
+                axioms[1].line,
+                "more than one '## Axiom'",
+            )
+        )
     elif not scope.axiom:
-        out.append(F("MISSING_SECTION", "files_present", "DECLARE", path, axioms[0].line, "the Axiom section is empty"))
+        out.append(
+            F(
+                "MISSING_SECTION",
+                "files_present",
+                "DECLARE",
+                path,
+                axioms[0].line,
+                "the Axiom section is empty",
+            )
+        )
     if scope.inherits is None:
-        out.append(F("MISSING_INHERITS", "inheritance", "DECLARE", path, 1, "CANON.md declares no 'inherits:' line"))
+        out.append(
+            F("MISSING_INHERITS", "inheritance", "DECLARE", path, 1, "CANON.md declares no 'inherits:' line")
+        )
     if not any(c.file == path and c.modality in ("MUST", "MUST NOT") for c in scope.constraints):
-        out.append(F("NO_MUST", "files_present", "DECLARE", path, 1, "CANON.md holds no MUST or MUST NOT constraint"))
+        out.append(
+            F("NO_MUST", "files_present", "DECLARE", path, 1, "CANON.md holds no MUST or MUST NOT constraint")
+        )
     if canon.unclosed_fence:
-        out.append(F("UNCLOSED_FENCE", "files_present", "STRUCTURE", path, canon.unclosed_fence, "code fence is never closed"))
+        out.append(
+            F(
+                "UNCLOSED_FENCE",
+                "files_present",
+                "STRUCTURE",
+                path,
+                canon.unclosed_fence,
+                "code fence is never closed",
+            )
+        )
     return out
 
 
@@ -118,11 +186,21 @@ def vocab_closure(scope: Scope, docs: Mapping[str, Doc], defined: set[str], bit:
                 if len(term) < 2 or term in STOPLIST or term in defined or term in seen:
                     continue
                 seen.add(term)
-                out.append(F("UNDEFINED_REF", "vocab_closure", bit, doc.path, line,
-                             f"{term} is not defined in VOCAB.md here or up the chain"))
+                out.append(
+                    F(
+                        "UNDEFINED_REF",
+                        "vocab_closure",
+                        bit,
+                        doc.path,
+                        line,
+                        f"{term} is not defined in VOCAB.md here or up the chain",
+                    )
+                )
     for t in scope.vocab.values():
         if t.definition.strip().lower() in STUBS or len(t.definition.split()) < 3:
-            out.append(F("STUB_TERM", "vocab_closure", bit, t.file, t.line, f"{t.term} has a stub definition"))
+            out.append(
+                F("STUB_TERM", "vocab_closure", bit, t.file, t.line, f"{t.term} has a stub definition")
+            )
     return out
 
 
@@ -136,19 +214,44 @@ def literals(docs: Iterable[Doc], spec_path: str, bit_for) -> list[Finding]:
                 continue
             for label, rx in SECRET_PATTERNS:
                 if rx.search(raw):
-                    out.append(F("LITERAL_SECRET", "no_literals", bit_for(doc.path, "STRUCTURE"), doc.path, i + 1,
-                                 f"credential-like literal ({label}); declare a secret binding instead"))
+                    out.append(
+                        F(
+                            "LITERAL_SECRET",
+                            "no_literals",
+                            bit_for(doc.path, "STRUCTURE"),
+                            doc.path,
+                            i + 1,
+                            f"credential-like literal ({label}); declare a secret binding instead",
+                        )
+                    )
                     break
             text = raw
             if learning and raw.lstrip().startswith("|"):
                 text = raw.rstrip().rstrip("|").rsplit("|", 1)[0]  # the Source cell may cite a URL
-            if doc.path == spec_path and doc.section[i].lower().startswith("routes") and "://" in raw and not raw.lstrip().startswith("|"):
+            if (
+                doc.path == spec_path
+                and doc.section[i].lower().startswith("routes")
+                and "://" in raw
+                and not raw.lstrip().startswith("|")
+            ):
                 continue  # a surface route
             hit = URL_RE.search(text) or HOST_RE.search(URL_RE.sub(" ", text)) or IP_RE.search(text)
             if hit:
-                what = "URL" if "://" in hit.group(0) else ("IP address" if IP_RE.fullmatch(hit.group(0)) else "hostname")
-                out.append(F("LITERAL_ENDPOINT", "no_literals", bit_for(doc.path, None), doc.path, i + 1,
-                             f"{what} literal in a governance document; endpoints come from bindings"))
+                what = (
+                    "URL"
+                    if "://" in hit.group(0)
+                    else ("IP address" if IP_RE.fullmatch(hit.group(0)) else "hostname")
+                )
+                out.append(
+                    F(
+                        "LITERAL_ENDPOINT",
+                        "no_literals",
+                        bit_for(doc.path, None),
+                        doc.path,
+                        i + 1,
+                        f"{what} literal in a governance document; endpoints come from bindings",
+                    )
+                )
     return out
 
 
@@ -159,7 +262,12 @@ def structure(docs: Iterable[Doc], present: set[str], bit_for) -> list[Finding]:
         for line, _text in _scan_lines(doc):
             for m in _LINK.finditer(doc.lines[line - 1]):
                 target = m.group(1).split("#", 1)[0]
-                if not target or "://" in target or target.startswith(("mailto:", "/")) or not target.endswith(".md"):
+                if (
+                    not target
+                    or "://" in target
+                    or target.startswith(("mailto:", "/"))
+                    or not target.endswith(".md")
+                ):
                     continue
                 parts: list[str] = []
                 for seg in (base_dir + target).split("/"):
@@ -169,9 +277,27 @@ def structure(docs: Iterable[Doc], present: set[str], bit_for) -> list[Finding]:
                     elif seg not in ("", "."):
                         parts.append(seg)
                 if "/".join(parts) not in present:
-                    out.append(F("BROKEN_LINK", "files_present", "STRUCTURE", doc.path, line, f"link target {target} not found"))
+                    out.append(
+                        F(
+                            "BROKEN_LINK",
+                            "files_present",
+                            "STRUCTURE",
+                            doc.path,
+                            line,
+                            f"link target {target} not found",
+                        )
+                    )
         if doc.unclosed_fence and not doc.path.endswith("CANON.md"):
-            out.append(F("UNCLOSED_FENCE", "files_present", bit_for(doc.path, "STRUCTURE"), doc.path, doc.unclosed_fence, "code fence is never closed"))
+            out.append(
+                F(
+                    "UNCLOSED_FENCE",
+                    "files_present",
+                    bit_for(doc.path, "STRUCTURE"),
+                    doc.path,
+                    doc.unclosed_fence,
+                    "code fence is never closed",
+                )
+            )
     return out
 
 
@@ -180,14 +306,34 @@ def roadmap(scope: Scope, doc: Doc | None) -> list[Finding]:
         return []
     out: list[Finding] = []
     if not scope.roadmap:
-        return [F("ROADMAP_EMPTY", "files_present", "TEMPORAL", doc.path, 1, "ROADMAP.md has no '## YYYY-MM' section")]
+        return [
+            F(
+                "ROADMAP_EMPTY",
+                "files_present",
+                "TEMPORAL",
+                doc.path,
+                1,
+                "ROADMAP.md has no '## YYYY-MM' section",
+            )
+        ]
     months = [m for m, _ in scope.roadmap]
     for (prev, _), (cur, line) in zip(scope.roadmap, scope.roadmap[1:], strict=False):
         if cur <= prev:
-            out.append(F("ROADMAP_ORDER", "files_present", "TEMPORAL", doc.path, line, f"section {cur} does not follow {prev}"))
+            out.append(
+                F(
+                    "ROADMAP_ORDER",
+                    "files_present",
+                    "TEMPORAL",
+                    doc.path,
+                    line,
+                    f"section {cur} does not follow {prev}",
+                )
+            )
     for m, line in scope.roadmap:
         if not any(it.section == m for it in scope.roadmap_items):
-            out.append(F("ROADMAP_EMPTY", "files_present", "TEMPORAL", doc.path, line, f"section {m} has no items"))
+            out.append(
+                F("ROADMAP_EMPTY", "files_present", "TEMPORAL", doc.path, line, f"section {m} has no items")
+            )
     del months
     return out
 

@@ -14,7 +14,9 @@ from governance.ir import Binding, Constraint, Finding, Scope
 from governance.parse import Doc
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_CAP_RE = re.compile(r"^(?P<cap>tokens_max|tokens_min|max_dph|max_instances)(?P<op><=|>=)(?P<num>\d+(?:\.\d+)?)$")
+_CAP_RE = re.compile(
+    r"^(?P<cap>tokens_max|tokens_min|max_dph|max_instances)(?P<op><=|>=)(?P<num>\d+(?:\.\d+)?)$"
+)
 
 
 def cap_applies(cap: str, name: str) -> bool:
@@ -40,27 +42,95 @@ def spec(scope: Scope, doc: Doc | None) -> list[Finding]:
         return []
     out: list[Finding] = []
     titles = [h.title.lower() for h in doc.headings]
-    for want, label in (("purpose", "Purpose"), ("routes", "Routes"), ("binding", "Runtime bindings"), ("ecosystem", "Ecosystem")):
+    for want, label in (
+        ("purpose", "Purpose"),
+        ("routes", "Routes"),
+        ("binding", "Runtime bindings"),
+        ("ecosystem", "Ecosystem"),
+    ):
         if not any(want in t for t in titles):
-            out.append(F("MISSING_SECTION", "route_declared", "RELATIONAL", doc.path, 1, f"the SPEC needs a '{label}' section"))
+            out.append(
+                F(
+                    "MISSING_SECTION",
+                    "route_declared",
+                    "RELATIONAL",
+                    doc.path,
+                    1,
+                    f"the SPEC needs a '{label}' section",
+                )
+            )
     if not scope.routes:
-        out.append(F("MISSING_SECTION", "route_declared", "RELATIONAL", doc.path, 1, "the SPEC has no 'Method | Path | Action' Routes table"))
+        out.append(
+            F(
+                "MISSING_SECTION",
+                "route_declared",
+                "RELATIONAL",
+                doc.path,
+                1,
+                "the SPEC has no 'Method | Path | Action' Routes table",
+            )
+        )
     if not scope.bindings:
-        out.append(F("MISSING_SECTION", "env_bindings", "RELATIONAL", doc.path, 1, "the SPEC declares no runtime bindings"))
+        out.append(
+            F(
+                "MISSING_SECTION",
+                "env_bindings",
+                "RELATIONAL",
+                doc.path,
+                1,
+                "the SPEC declares no runtime bindings",
+            )
+        )
     seen: dict[tuple[str, str], int] = {}
     for r in scope.routes:
         if r.method not in METHODS or not r.path.startswith("/"):
-            out.append(F("MALFORMED_ROUTE", "route_declared", "RELATIONAL", r.file, r.line, f"route '{r.method} {r.path}' is not 'METHOD /path'"))
+            out.append(
+                F(
+                    "MALFORMED_ROUTE",
+                    "route_declared",
+                    "RELATIONAL",
+                    r.file,
+                    r.line,
+                    f"route '{r.method} {r.path}' is not 'METHOD /path'",
+                )
+            )
         if r.action != "none" and r.action not in ACTIONS:
-            out.append(F("UNKNOWN_ACTION", "route_declared", "RELATIONAL", r.file, r.line, f"action '{r.action}' is not a known action"))
+            out.append(
+                F(
+                    "UNKNOWN_ACTION",
+                    "route_declared",
+                    "RELATIONAL",
+                    r.file,
+                    r.line,
+                    f"action '{r.action}' is not a known action",
+                )
+            )
         key = (r.method, r.path)
         if key in seen:
-            out.append(F("DUPLICATE_ROUTE", "route_declared", "RELATIONAL", r.file, r.line, f"{r.method} {r.path} already declared at line {seen[key]}"))
+            out.append(
+                F(
+                    "DUPLICATE_ROUTE",
+                    "route_declared",
+                    "RELATIONAL",
+                    r.file,
+                    r.line,
+                    f"{r.method} {r.path} already declared at line {seen[key]}",
+                )
+            )
         seen.setdefault(key, r.line)
     names: dict[str, int] = {}
     for b in scope.bindings:
         if b.name in names:
-            out.append(F("DUPLICATE_BINDING", "env_bindings", "RELATIONAL", b.file, b.line, f"{b.name} already declared at line {names[b.name]}"))
+            out.append(
+                F(
+                    "DUPLICATE_BINDING",
+                    "env_bindings",
+                    "RELATIONAL",
+                    b.file,
+                    b.line,
+                    f"{b.name} already declared at line {names[b.name]}",
+                )
+            )
         names.setdefault(b.name, b.line)
     surface = {r.key: r for r in scope.surface_routes}
     magic = surface.get("magic")
@@ -68,20 +138,38 @@ def spec(scope: Scope, doc: Doc | None) -> list[Finding]:
         if magic is None or key == "magic" or "surface" not in key:
             continue
         if urlsplit(r.url).path.rstrip("/") != urlsplit(magic.url).path.rstrip("/"):
-            out.append(F("NAMESPACE_MISMATCH", "route_declared", "RELATIONAL", r.file, r.line,
-                         f"{key} and magic surface routes name different scope paths"))
+            out.append(
+                F(
+                    "NAMESPACE_MISMATCH",
+                    "route_declared",
+                    "RELATIONAL",
+                    r.file,
+                    r.line,
+                    f"{key} and magic surface routes name different scope paths",
+                )
+            )
     return out
 
 
 def served_routes(scope: Scope, served: Sequence[tuple[str, str]]) -> list[Finding]:
     """Compare the app's (method, path) set with the Routes table."""
+
     def shape(path: str) -> str:  # path parameter names do not matter: {id} == {instance_id}
         return re.sub(r"\{[^}]*\}", "{}", path)
 
     declared = {(r.method, shape(r.path)) for r in scope.routes}
     out = []
     for method, path in sorted({(m, p) for m, p in served if (m, shape(p)) not in declared}):
-        out.append(F("ROUTE_UNDECLARED", "route_declared", "RELATIONAL", scope.spec_file, 1, f"{method} {path} is served but not declared"))
+        out.append(
+            F(
+                "ROUTE_UNDECLARED",
+                "route_declared",
+                "RELATIONAL",
+                scope.spec_file,
+                1,
+                f"{method} {path} is served but not declared",
+            )
+        )
     return out
 
 
@@ -102,12 +190,34 @@ def constraint_args(chain: Sequence[Scope], bindings: Mapping[str, Binding]) -> 
             if c.kind == "env_bindings":
                 for name in c.args.replace(",", " ").split():
                     if name not in bindings:
-                        out.append(F("BINDING_MISSING", "env_bindings", "RELATIONAL", c.file, c.line,
-                                     f"required binding {name} is not declared in the chain's runtime bindings", constraint=c.id))
+                        out.append(
+                            F(
+                                "BINDING_MISSING",
+                                "env_bindings",
+                                "RELATIONAL",
+                                c.file,
+                                c.line,
+                                f"required binding {name} is not declared in the chain's runtime bindings",
+                                constraint=c.id,
+                            )
+                        )
             elif c.kind == "limit":
-                bad = [a for a in c.args.split() if not _CAP_RE.match(a) and not re.fullmatch(r"[A-Z][A-Z0-9_]*", a)]
+                bad = [
+                    a
+                    for a in c.args.split()
+                    if not _CAP_RE.match(a) and not re.fullmatch(r"[A-Z][A-Z0-9_]*", a)
+                ]
                 if bad:
-                    out.append(F("MALFORMED_CONSTRAINT", "limit", "DECLARE", c.file, c.line, "limit args are 'cap<=N' or 'cap>=N'"))
+                    out.append(
+                        F(
+                            "MALFORMED_CONSTRAINT",
+                            "limit",
+                            "DECLARE",
+                            c.file,
+                            c.line,
+                            "limit args are 'cap<=N' or 'cap>=N'",
+                        )
+                    )
     return out
 
 
@@ -128,16 +238,36 @@ def _typed(b: Binding, value: str) -> bool:
     return True
 
 
-def env_values(chain: Sequence[Scope], bindings: Mapping[str, Binding], env: Mapping[str, str]) -> list[Finding]:
+def env_values(
+    chain: Sequence[Scope], bindings: Mapping[str, Binding], env: Mapping[str, str]
+) -> list[Finding]:
     out: list[Finding] = []
     for b in bindings.values():
         value = env.get(b.name)
         if value is None or not value.strip():
             if not b.optional:
-                out.append(F("BINDING_MISSING", "env_bindings", "RELATIONAL", b.file, b.line, f"required binding {b.name} is not set"))
+                out.append(
+                    F(
+                        "BINDING_MISSING",
+                        "env_bindings",
+                        "RELATIONAL",
+                        b.file,
+                        b.line,
+                        f"required binding {b.name} is not set",
+                    )
+                )
             continue
         if not _typed(b, value):
-            out.append(F("BINDING_TYPE", "env_bindings", "RELATIONAL", b.file, b.line, f"binding {b.name} is not a valid {b.type}"))
+            out.append(
+                F(
+                    "BINDING_TYPE",
+                    "env_bindings",
+                    "RELATIONAL",
+                    b.file,
+                    b.line,
+                    f"binding {b.name} is not a valid {b.type}",
+                )
+            )
             continue
         for s in chain:
             for c in s.constraints:
@@ -148,11 +278,32 @@ def env_values(chain: Sequence[Scope], bindings: Mapping[str, Binding], env: Map
                         continue
                     val = Decimal(value.strip())
                     if (op == "<=" and val > num) or (op == ">=" and val < num):
-                        out.append(F("LIMIT_CONFIG", "limit", "RELATIONAL", b.file, b.line,
-                                     f"{b.name} is outside the cap {cap}{op}{num} set at {c.id}", constraint=c.id))
-    ints = {n: int(env[n]) for n in ("TOKENS_MIN", "MAX_TOKENS", "TOKENS_MAX")
-            if n in bindings and re.fullmatch(r"-?\d+", env.get(n, "").strip() or "x")}
+                        out.append(
+                            F(
+                                "LIMIT_CONFIG",
+                                "limit",
+                                "RELATIONAL",
+                                b.file,
+                                b.line,
+                                f"{b.name} is outside the cap {cap}{op}{num} set at {c.id}",
+                                constraint=c.id,
+                            )
+                        )
+    ints = {
+        n: int(env[n])
+        for n in ("TOKENS_MIN", "MAX_TOKENS", "TOKENS_MAX")
+        if n in bindings and re.fullmatch(r"-?\d+", env.get(n, "").strip() or "x")
+    }
     if len(ints) == 3 and not (1 <= ints["TOKENS_MIN"] <= ints["MAX_TOKENS"] <= ints["TOKENS_MAX"]):
         b = bindings["MAX_TOKENS"]
-        out.append(F("LIMIT_CONFIG", "limit", "RELATIONAL", b.file, b.line, "token bounds need 1 <= TOKENS_MIN <= MAX_TOKENS <= TOKENS_MAX"))
+        out.append(
+            F(
+                "LIMIT_CONFIG",
+                "limit",
+                "RELATIONAL",
+                b.file,
+                b.line,
+                "token bounds need 1 <= TOKENS_MIN <= MAX_TOKENS <= TOKENS_MAX",
+            )
+        )
     return out

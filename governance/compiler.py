@@ -59,8 +59,14 @@ class CompileResult:
             "counts": self.counts(),
             "findings": [f.as_dict() for f in self.findings],
             "constraints": [
-                {"id": c.id, "modality": c.modality, "kind": c.kind, "mapped_by": c.mapped_by,
-                 "inherited_from": c.inherited_from, "text": c.text}
+                {
+                    "id": c.id,
+                    "modality": c.modality,
+                    "kind": c.kind,
+                    "mapped_by": c.mapped_by,
+                    "inherited_from": c.inherited_from,
+                    "text": c.text,
+                }
                 for c in self.constraints
             ],
         }
@@ -78,7 +84,7 @@ def sources_digest(chain: Sequence[Scope]) -> str:
 
 def _dir_files(files: Mapping[str, str], d: str) -> dict[str, str]:
     prefix = f"{d}/" if d else ""
-    return {p: t for p, t in files.items() if p.startswith(prefix) and "/" not in p[len(prefix):]}
+    return {p: t for p, t in files.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]}
 
 
 def _dir_of(path: str) -> str:
@@ -111,25 +117,68 @@ def _walk(md, files, leaf_dir, fallback, root, canon_dir):
         if canon not in files:
             break
         if scope.inherits is None:
-            out.append(checks_docs.F("CHAIN_NO_ROOT", "inheritance", "INHERITED", canon, 1, f"{scope.name} inherits nothing and is not the root {root}"))
+            out.append(
+                checks_docs.F(
+                    "CHAIN_NO_ROOT",
+                    "inheritance",
+                    "INHERITED",
+                    canon,
+                    1,
+                    f"{scope.name} inherits nothing and is not the root {root}",
+                )
+            )
             break
         if scope.inherits.strip() == "." or (_resolve(scope.inherits, files, canon_dir) == d):
             if scope.name != root:
-                out.append(checks_docs.F("CHAIN_NO_ROOT", "inheritance", "INHERITED", canon, line,
-                                         f"{scope.name} declares itself a root; the configured root is {root}"))
+                out.append(
+                    checks_docs.F(
+                        "CHAIN_NO_ROOT",
+                        "inheritance",
+                        "INHERITED",
+                        canon,
+                        line,
+                        f"{scope.name} declares itself a root; the configured root is {root}",
+                    )
+                )
             break
         nxt = _resolve(scope.inherits, files, canon_dir)
         if nxt is None:
-            out.append(checks_docs.F("CHAIN_BREAK", "inheritance", "INHERITED", canon, line, f"inherits: {scope.inherits} has no CANON.md"))
+            out.append(
+                checks_docs.F(
+                    "CHAIN_BREAK",
+                    "inheritance",
+                    "INHERITED",
+                    canon,
+                    line,
+                    f"inherits: {scope.inherits} has no CANON.md",
+                )
+            )
             break
         if nxt in visited:
-            out.append(checks_docs.F("CHAIN_CYCLE", "inheritance", "INHERITED", canon, line,
-                                     f"inherits: {scope.inherits} closes a cycle ({' -> '.join(visited + [nxt])})"))
+            out.append(
+                checks_docs.F(
+                    "CHAIN_CYCLE",
+                    "inheritance",
+                    "INHERITED",
+                    canon,
+                    line,
+                    f"inherits: {scope.inherits} closes a cycle ({' -> '.join(visited + [nxt])})",
+                )
+            )
             break
         d = nxt
     else:
         if d is not None:
-            out.append(checks_docs.F("CHAIN_NO_ROOT", "inheritance", "INHERITED", leaf_dir or "CANON.md", 1, "inheritance chain too deep"))
+            out.append(
+                checks_docs.F(
+                    "CHAIN_NO_ROOT",
+                    "inheritance",
+                    "INHERITED",
+                    leaf_dir or "CANON.md",
+                    1,
+                    "inheritance chain too deep",
+                )
+            )
     return found, out
 
 
@@ -198,12 +247,20 @@ def compile_files(
         findings += checks_spec.served_routes(leaf, served)
     # an error in an ancestor's file clears INHERITED, whatever group found it
     ancestor_dirs = {s.dir for s in chain[:-1]}
-    findings = [replace(f, bit="INHERITED") if f.severity == "error" and _dir_of(f.file) in ancestor_dirs else f
-                for f in findings]
+    findings = [
+        replace(f, bit="INHERITED") if f.severity == "error" and _dir_of(f.file) in ancestor_dirs else f
+        for f in findings
+    ]
     bits = coverage.bits_without_operations(findings)
     bits["OPERATIONS"] = coverage.operations_ok(findings)
-    for name, needs in (("TEMPORAL", "ROADMAP.md"), ("OPERATIONS", "COVERAGE.md"), ("LEARNING", "LEARNING.md"),
-                        ("STRUCTURE", "README.md"), ("VOCAB", "VOCAB.md"), ("DECLARE", "CANON.md")):
+    for name, needs in (
+        ("TEMPORAL", "ROADMAP.md"),
+        ("OPERATIONS", "COVERAGE.md"),
+        ("LEARNING", "LEARNING.md"),
+        ("STRUCTURE", "README.md"),
+        ("VOCAB", "VOCAB.md"),
+        ("DECLARE", "CANON.md"),
+    ):
         if leaf.path(needs) not in leaf.files:
             bits[name] = False
     if leaf.spec_file not in leaf.files:

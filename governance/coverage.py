@@ -51,24 +51,71 @@ def claim_findings(scope: Scope, bits: Mapping[str, bool], files: Mapping[str, s
     out: list[Finding] = []
     as_if = score_of({**bits, "OPERATIONS": True})
     if scope.coverage_claim is None:
-        out.append(F("MISSING_SECTION", "coverage_claim", "OPERATIONS", path, 1, "COVERAGE.md states no 'Score: N/255'"))
+        out.append(
+            F(
+                "MISSING_SECTION",
+                "coverage_claim",
+                "OPERATIONS",
+                path,
+                1,
+                "COVERAGE.md states no 'Score: N/255'",
+            )
+        )
     elif scope.coverage_claim != as_if:
         off = [n for n, on in bits.items() if not on and n != "OPERATIONS"]
-        out.append(F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, scope.coverage_claim_line or 1,
-                     f"claims {scope.coverage_claim}/255 but computes {as_if}/255" + (f" ({', '.join(off)} off)" if off else "")))
+        out.append(
+            F(
+                "COVERAGE_DRIFT",
+                "coverage_claim",
+                "OPERATIONS",
+                path,
+                scope.coverage_claim_line or 1,
+                f"claims {scope.coverage_claim}/255 but computes {as_if}/255"
+                + (f" ({', '.join(off)} off)" if off else ""),
+            )
+        )
     if len(scope.coverage_rows) != 8:
-        out.append(F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, 1, f"COVERAGE.md has {len(scope.coverage_rows)} question rows, not 8"))
+        out.append(
+            F(
+                "COVERAGE_DRIFT",
+                "coverage_claim",
+                "OPERATIONS",
+                path,
+                1,
+                f"COVERAGE.md has {len(scope.coverage_rows)} question rows, not 8",
+            )
+        )
         return out
     for name, row in zip(QUESTIONS, scope.coverage_rows, strict=True):
         if row.status not in ("PASS", "FAIL"):
-            out.append(F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, row.line, "Status is PASS or FAIL"))
+            out.append(
+                F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, row.line, "Status is PASS or FAIL")
+            )
             continue
         if row.status != "PASS":
             continue
         if name != "OPERATIONS" and not bits[name]:
-            out.append(F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, row.line, f"row says PASS but {name} is computed off"))
+            out.append(
+                F(
+                    "COVERAGE_DRIFT",
+                    "coverage_claim",
+                    "OPERATIONS",
+                    path,
+                    row.line,
+                    f"row says PASS but {name} is computed off",
+                )
+            )
         for ref in re.findall(r"[A-Za-z0-9_./-]+\.md", row.evidence):
             target = ref if "/" in ref else scope.path(ref)
             if not files.get(target, "").strip():
-                out.append(F("COVERAGE_DRIFT", "coverage_claim", "OPERATIONS", path, row.line, f"PASS evidence {ref} is missing or empty"))
+                out.append(
+                    F(
+                        "COVERAGE_DRIFT",
+                        "coverage_claim",
+                        "OPERATIONS",
+                        path,
+                        row.line,
+                        f"PASS evidence {ref} is missing or empty",
+                    )
+                )
     return out

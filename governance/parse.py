@@ -58,12 +58,25 @@ _MODAL_START = re.compile(r"^(?:must|shall|should|may)\b", re.IGNORECASE)
 _SCORE_RE = re.compile(r"^\**\s*Score:?\**\s*:?\s*(\d+)\s*/\s*255\b", re.IGNORECASE)
 _ROADMAP_SECTION = re.compile(r"^\d{4}-\d{2}$")
 _CHECKBOX = re.compile(r"^\s*[-*]\s+\[( |x|X)\]\s+(\S.*)$")
-_BULLET_BINDING = re.compile(r"^\s*[-*]\s+`?(secret|var)`?\s*:\s*(?P<names>`?[A-Z][A-Z0-9_]*`?(?:\s*,\s*`?[A-Z][A-Z0-9_]*`?)*)\s*(?:\((?P<note>[^)]*)\))?\s*$")
-_SURFACE_ROUTE = re.compile(r"^\s*(?:[-*]\s+)?`?(?P<key>[a-z][a-z0-9_]*)`?\s*:\s*`?(?P<url>[a-z][a-z0-9+.-]*://[^\s`]+)`?\s*$")
-_TYPE_WORDS = {"integer": "int", "int": "int", "decimal": "decimal", "csv": "csv", "url": "url", "string": "string"}
+_BULLET_BINDING = re.compile(
+    r"^\s*[-*]\s+`?(secret|var)`?\s*:\s*(?P<names>`?[A-Z][A-Z0-9_]*`?(?:\s*,\s*`?[A-Z][A-Z0-9_]*`?)*)\s*(?:\((?P<note>[^)]*)\))?\s*$"
+)
+_SURFACE_ROUTE = re.compile(
+    r"^\s*(?:[-*]\s+)?`?(?P<key>[a-z][a-z0-9_]*)`?\s*:\s*`?(?P<url>[a-z][a-z0-9+.-]*://[^\s`]+)`?\s*$"
+)
+_TYPE_WORDS = {
+    "integer": "int",
+    "int": "int",
+    "decimal": "decimal",
+    "csv": "csv",
+    "url": "url",
+    "string": "string",
+}
 
 
-def _finding(code: str, kind: str, bit: str, file: str, line: int, msg: str, severity: str = "error") -> Finding:
+def _finding(
+    code: str, kind: str, bit: str, file: str, line: int, msg: str, severity: str = "error"
+) -> Finding:
     return Finding(severity, code, kind, file, line, msg, bit)
 
 
@@ -80,15 +93,28 @@ def _constraints(scope: Scope, doc: Doc) -> None:
         parts = _SPLIT_RE.split(stripped)
         if len(parts) > 1:
             scope.parse_findings.append(
-                _finding("RUN_TOGETHER", "manual", "DECLARE", doc.path, i + 1,
-                         "several constraints on one line; write one per line", "warning")
+                _finding(
+                    "RUN_TOGETHER",
+                    "manual",
+                    "DECLARE",
+                    doc.path,
+                    i + 1,
+                    "several constraints on one line; write one per line",
+                    "warning",
+                )
             )
         for part in parts:
             m = CONSTRAINT_RE.match(part)
             if not m or "(check:" in m.group("text"):
                 scope.parse_findings.append(
-                    _finding("MALFORMED_CONSTRAINT", "files_present", "DECLARE", doc.path, i + 1,
-                             "constraint line does not match 'MODALITY: text (check: kind)'")
+                    _finding(
+                        "MALFORMED_CONSTRAINT",
+                        "files_present",
+                        "DECLARE",
+                        doc.path,
+                        i + 1,
+                        "constraint line does not match 'MODALITY: text (check: kind)'",
+                    )
                 )
                 continue
             modal = m.group("modal").replace("SHALL", "MUST")
@@ -97,8 +123,14 @@ def _constraints(scope: Scope, doc: Doc) -> None:
                 mapped = "none"
             elif kind not in CHECK_KINDS:
                 scope.parse_findings.append(
-                    _finding("UNKNOWN_CHECK", "files_present", "DECLARE", doc.path, i + 1,
-                             f"unknown check kind '{kind}'; known: {', '.join(sorted(CHECK_KINDS))}")
+                    _finding(
+                        "UNKNOWN_CHECK",
+                        "files_present",
+                        "DECLARE",
+                        doc.path,
+                        i + 1,
+                        f"unknown check kind '{kind}'; known: {', '.join(sorted(CHECK_KINDS))}",
+                    )
                 )
                 kind, mapped = None, "none"
             scope.constraints.append(
@@ -137,23 +169,49 @@ def _spec(scope: Scope, doc: Doc, tabs: list[Table]) -> None:
                 typ, name = cells[0].strip("` ").lower(), cells[1].strip("` ")
                 req = cells[2].strip().lower() if len(cells) > 3 else ""
                 note = cells[-1] if len(cells) > 2 else ""
-                if typ not in ("secret", "var") or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or (
-                    len(cells) > 3 and req not in ("required", "optional")
+                if (
+                    typ not in ("secret", "var")
+                    or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name)
+                    or (len(cells) > 3 and req not in ("required", "optional"))
                 ):
                     scope.parse_findings.append(
-                        _finding("BINDING_TYPE", "env_bindings", "RELATIONAL", doc.path, line,
-                                 "binding row needs Type secret|var, a SCREAMING_CASE name and Required required|optional")
+                        _finding(
+                            "BINDING_TYPE",
+                            "env_bindings",
+                            "RELATIONAL",
+                            doc.path,
+                            line,
+                            "binding row needs Type secret|var, a SCREAMING_CASE name and Required required|optional",
+                        )
                     )
                     continue
                 optional = req == "optional" if len(cells) > 3 else note.lower().startswith("optional")
                 scope.bindings.append(
-                    Binding(name, typ == "secret", binding_type(name, typ == "secret", note), optional, doc.path, line, note)
+                    Binding(
+                        name,
+                        typ == "secret",
+                        binding_type(name, typ == "secret", note),
+                        optional,
+                        doc.path,
+                        line,
+                        note,
+                    )
                 )
         elif hdr == ["method", "path", "action"]:
             for cells, _raw, line in t.rows:
-                scope.routes.append(Route(cells[0].strip("` ").upper(), cells[1].strip("` "), cells[2].strip("` "), doc.path, line))
+                scope.routes.append(
+                    Route(
+                        cells[0].strip("` ").upper(),
+                        cells[1].strip("` "),
+                        cells[2].strip("` "),
+                        doc.path,
+                        line,
+                    )
+                )
         for line, why in t.malformed:
-            scope.parse_findings.append(_finding("MALFORMED_ROW", "files_present", "RELATIONAL", doc.path, line, why))
+            scope.parse_findings.append(
+                _finding("MALFORMED_ROW", "files_present", "RELATIONAL", doc.path, line, why)
+            )
     for i, raw in enumerate(doc.lines):
         if doc.kind[i] != "text":
             continue
@@ -165,9 +223,21 @@ def _spec(scope: Scope, doc: Doc, tabs: list[Table]) -> None:
                 name = name.strip("` ")
                 secret = m.group(1) == "secret"
                 scope.bindings.append(
-                    Binding(name, secret, binding_type(name, secret, note), note.lower().startswith("optional"), doc.path, i + 1, note)
+                    Binding(
+                        name,
+                        secret,
+                        binding_type(name, secret, note),
+                        note.lower().startswith("optional"),
+                        doc.path,
+                        i + 1,
+                        note,
+                    )
                 )
-        m = _SURFACE_ROUTE.match(raw) if sec.startswith("routes") and not raw.lstrip().startswith("|") else None
+        m = (
+            _SURFACE_ROUTE.match(raw)
+            if sec.startswith("routes") and not raw.lstrip().startswith("|")
+            else None
+        )
         if m:
             scope.surface_routes.append(SurfaceRoute(m.group("key"), m.group("url"), doc.path, i + 1))
 
@@ -181,7 +251,9 @@ def _learning(scope: Scope, doc: Doc, tabs: list[Table], archive: bool) -> None:
             scope.learning_header = tuple(t.header)
         rows.extend(LedgerRow(tuple(c), raw, doc.path, line) for c, raw, line in t.rows)
         for line, why in t.malformed:
-            scope.parse_findings.append(_finding("MALFORMED_ROW", "append_only", "LEARNING", doc.path, line, why))
+            scope.parse_findings.append(
+                _finding("MALFORMED_ROW", "append_only", "LEARNING", doc.path, line, why)
+            )
     if archive:
         scope.archives[doc.path] = rows
     else:
@@ -196,7 +268,9 @@ def _coverage(scope: Scope, doc: Doc, tabs: list[Table]) -> None:
     for t in tabs:
         if [h.lower() for h in t.header][:3] == ["question", "status", "evidence"]:
             for cells, _raw, line in t.rows:
-                scope.coverage_rows.append(CoverageRow(cells[0], cells[1].strip("* ").upper(), cells[2], doc.path, line))
+                scope.coverage_rows.append(
+                    CoverageRow(cells[0], cells[1].strip("* ").upper(), cells[2], doc.path, line)
+                )
 
 
 def _roadmap(scope: Scope, doc: Doc) -> None:
@@ -208,15 +282,25 @@ def _roadmap(scope: Scope, doc: Doc) -> None:
             continue
         m = _CHECKBOX.match(raw)
         if m:
-            scope.roadmap_items.append(RoadmapItem(doc.section[i], m.group(1) != " ", m.group(2), doc.path, i + 1))
+            scope.roadmap_items.append(
+                RoadmapItem(doc.section[i], m.group(1) != " ", m.group(2), doc.path, i + 1)
+            )
         elif raw.lstrip()[:1] in "-*":
             scope.parse_findings.append(
-                _finding("MALFORMED_ITEM", "files_present", "TEMPORAL", doc.path, i + 1,
-                         "roadmap items are '- [ ] text' or '- [x] text'")
+                _finding(
+                    "MALFORMED_ITEM",
+                    "files_present",
+                    "TEMPORAL",
+                    doc.path,
+                    i + 1,
+                    "roadmap items are '- [ ] text' or '- [x] text'",
+                )
             )
 
 
-def parse_scope(md: MarkdownIt, dir: str, files: Mapping[str, str], fallback_name: str) -> tuple[Scope, dict[str, Doc]]:
+def parse_scope(
+    md: MarkdownIt, dir: str, files: Mapping[str, str], fallback_name: str
+) -> tuple[Scope, dict[str, Doc]]:
     """Parse the files of one scope directory (``files`` holds only that directory's files,
     keyed by repo-relative path)."""
     prefix = f"{dir}/" if dir else ""
@@ -226,7 +310,7 @@ def parse_scope(md: MarkdownIt, dir: str, files: Mapping[str, str], fallback_nam
     name = declared or (dir.rsplit("/", 1)[-1] if dir else fallback_name)
     scope = Scope(name=name, dir=dir, files=dict(files), declared_name=declared)
     for path, doc in docs.items():
-        base = path[len(prefix):]
+        base = path[len(prefix) :]
         scope.headings.extend(doc.headings)
         tabs = tables(doc)
         _constraints(scope, doc)
@@ -245,13 +329,21 @@ def parse_scope(md: MarkdownIt, dir: str, files: Mapping[str, str], fallback_nam
                         term = cells[0].strip("`* ")
                         if term in scope.vocab:
                             scope.parse_findings.append(
-                                _finding("DUPLICATE_TERM", "vocab_closure", "VOCAB", path, line,
-                                         f"term {term} is already defined at line {scope.vocab[term].line}")
+                                _finding(
+                                    "DUPLICATE_TERM",
+                                    "vocab_closure",
+                                    "VOCAB",
+                                    path,
+                                    line,
+                                    f"term {term} is already defined at line {scope.vocab[term].line}",
+                                )
                             )
                             continue
                         scope.vocab[term] = VocabTerm(term, cells[1], path, line)
                     for line, why in t.malformed:
-                        scope.parse_findings.append(_finding("MALFORMED_ROW", "vocab_closure", "VOCAB", path, line, why))
+                        scope.parse_findings.append(
+                            _finding("MALFORMED_ROW", "vocab_closure", "VOCAB", path, line, why)
+                        )
         elif base == f"{name}.md":
             _spec(scope, doc, tabs)
         elif base == "LEARNING.md":

@@ -38,7 +38,9 @@ def report_dict(result: CompileResult, *, policy_revision: str | None = None) ->
 def text(result: CompileResult) -> str:
     lines = [f"{f.file}:{f.line} {f.severity} {f.kind} {f.code}: {f.message}" for f in result.findings]
     lines.append("chain: " + " -> ".join(s.name for s in result.chain))
-    lines.append("bits: " + " ".join(f"{name}={'on' if result.bits[name] else 'off'}({value})" for name, value in BITS))
+    lines.append(
+        "bits: " + " ".join(f"{name}={'on' if result.bits[name] else 'off'}({value})" for name, value in BITS)
+    )
     c = result.counts()
     lines.append(f"findings: {c['error']} error, {c['warning']} warning, {c['info']} info")
     claimed = "none" if result.claimed_score is None else f"{result.claimed_score}/255"
@@ -50,7 +52,14 @@ def text(result: CompileResult) -> str:
 def sarif(result: CompileResult) -> dict:
     codes = sorted({f.code for f in result.findings})
     index = {c: i for i, c in enumerate(codes)}
-    rules = [{"id": c, "name": c.title().replace("_", ""), "shortDescription": {"text": c.replace("_", " ").lower()}} for c in codes]
+    rules = [
+        {
+            "id": c,
+            "name": c.title().replace("_", ""),
+            "shortDescription": {"text": c.replace("_", " ").lower()},
+        }
+        for c in codes
+    ]
     results = []
     for f in result.findings:
         results.append(
@@ -60,7 +69,12 @@ def sarif(result: CompileResult) -> dict:
                 "level": _LEVEL.get(f.severity, "note"),
                 "message": {"text": f.message},
                 "locations": [
-                    {"physicalLocation": {"artifactLocation": {"uri": f.file}, "region": {"startLine": max(1, f.line)}}}
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": f.file},
+                            "region": {"startLine": max(1, f.line)},
+                        }
+                    }
                 ],
                 "partialFingerprints": {"canonicFinding/v1": f.fingerprint},
                 "properties": {"kind": f.kind, "bit": f.bit, "constraint": f.constraint},
@@ -73,7 +87,11 @@ def sarif(result: CompileResult) -> dict:
             {
                 "tool": {"driver": {"name": "canonic-validate", "version": "0.1.0", "rules": rules}},
                 "results": results,
-                "properties": {"score": result.score, "bits": result.bits, "sourcesDigest": result.sources_digest},
+                "properties": {
+                    "score": result.score,
+                    "bits": result.bits,
+                    "sourcesDigest": result.sources_digest,
+                },
             }
         ],
     }
@@ -93,11 +111,17 @@ def github(result: CompileResult) -> str:
     for sev, cmd in (("error", "error"), ("warning", "warning"), ("info", "notice")):
         items = [f for f in result.findings if f.severity == sev]
         for f in items[:GITHUB_MAX_PER_SEVERITY]:
-            out.append(f"::{cmd} file={_gh_escape(f.file, True)},line={max(1, f.line)},title={_gh_escape(f.code, True)}::{_gh_escape(f.message)}")
+            out.append(
+                f"::{cmd} file={_gh_escape(f.file, True)},line={max(1, f.line)},title={_gh_escape(f.code, True)}::{_gh_escape(f.message)}"
+            )
         if len(items) > GITHUB_MAX_PER_SEVERITY:
-            out.append(f"::{cmd}::{len(items) - GITHUB_MAX_PER_SEVERITY} more {sev} finding(s); see the SARIF report")
+            out.append(
+                f"::{cmd}::{len(items) - GITHUB_MAX_PER_SEVERITY} more {sev} finding(s); see the SARIF report"
+            )
     c = result.counts()
-    out.append(f"canonic validate: score {result.score}/255, {c['error']} error(s), {c['warning']} warning(s)")
+    out.append(
+        f"canonic validate: score {result.score}/255, {c['error']} error(s), {c['warning']} warning(s)"
+    )
     return "\n".join(out) + "\n"
 
 
@@ -111,7 +135,11 @@ def junit(result: CompileResult) -> str:
             failures += 1
             detail = "\n".join(f"{f.file}:{f.line} {f.code}: {f.message}" for f in errs) or "files missing"
             body = f"<failure message={quoteattr(f'{name} ({value}) is off')}>{escape(detail)}</failure>"
-        cases.append(f'  <testcase classname={quoteattr(result.scope.name)} name={quoteattr(f"{name} ({value})")}>{body}</testcase>')
-    head = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n<testsuite name={quoteattr(result.scope.name)} '
-            f'tests="{len(BITS)}" failures="{failures}" errors="0">')
+        cases.append(
+            f"  <testcase classname={quoteattr(result.scope.name)} name={quoteattr(f'{name} ({value})')}>{body}</testcase>"
+        )
+    head = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n<testsuite name={quoteattr(result.scope.name)} '
+        f'tests="{len(BITS)}" failures="{failures}" errors="0">'
+    )
     return head + "\n" + "\n".join(cases) + "\n</testsuite>\n</testsuites>\n"

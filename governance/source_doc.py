@@ -21,7 +21,9 @@ class Doc:
     lines: list[str]
     headings: list[Heading] = field(default_factory=list)
     section: list[str] = field(default_factory=list)  # per line: the nearest heading's title ("" before any)
-    kind: list[str] = field(default_factory=list)  # per line: text | fence | fence_mark | html | heading | front
+    kind: list[str] = field(
+        default_factory=list
+    )  # per line: text | fence | fence_mark | html | heading | front
     list_item: list[bool] = field(default_factory=list)
     header: dict[str, tuple[str, int]] = field(default_factory=dict)  # inherits/scope -> (value, line)
     unclosed_fence: int | None = None
@@ -108,8 +110,11 @@ def tables(doc: Doc) -> list[Table]:
     out: list[Table] = []
     lines, i, n = doc.lines, 0, len(doc.lines)
     while i < n:
-        if doc.kind[i] == "text" and lines[i].lstrip().startswith("|") and i + 1 < n and re.match(
-            r"^\s*\|?\s*:?-{3,}", lines[i + 1]
+        if (
+            doc.kind[i] == "text"
+            and lines[i].lstrip().startswith("|")
+            and i + 1 < n
+            and re.match(r"^\s*\|?\s*:?-{3,}", lines[i + 1])
         ):
             t = Table(split_cells(lines[i]), i + 1, [], [], doc.section[i])
             i += 2
@@ -118,7 +123,9 @@ def tables(doc: Doc) -> list[Table]:
                 if raw.lstrip().startswith("|"):
                     cells = split_cells(raw)
                     if len(cells) != len(t.header):
-                        t.malformed.append((i + 1, f"{len(cells)} cells where the header has {len(t.header)}"))
+                        t.malformed.append(
+                            (i + 1, f"{len(cells)} cells where the header has {len(t.header)}")
+                        )
                     else:
                         t.rows.append((cells, raw, i + 1))
                 else:

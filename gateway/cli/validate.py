@@ -27,7 +27,9 @@ class GitError(Exception):
 
 def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(f"git could not run: {exc.__class__.__name__}") from None
 
@@ -58,8 +60,12 @@ def register(app: typer.Typer) -> None:
     def validate(
         path: Path = typer.Argument(Path("."), help="The scope directory (holds CANON.md)."),
         fmt: str = typer.Option("text", "--format", help=f"Report format: {'|'.join(FORMATS)}."),
-        base_ref: str = typer.Option(None, "--base-ref", help="Git ref to check LEARNING's append-only history against."),
-        min_score: int = typer.Option(None, "--min-score", min=0, max=255, help="Also fail when the score is below N."),
+        base_ref: str = typer.Option(
+            None, "--base-ref", help="Git ref to check LEARNING's append-only history against."
+        ),
+        min_score: int = typer.Option(
+            None, "--min-score", min=0, max=255, help="Also fail when the score is below N."
+        ),
         output: Path = typer.Option(None, "--output", help="Write the report to FILE instead of stdout."),
         root: str = typer.Option("MAGIC", "--root", help="The configured root scope of the chain."),
         canon_dir: str = typer.Option("canon", "--canon-dir", help="Where the vendored parent scopes live."),
@@ -78,8 +84,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {path} holds no CANON.md; not a scope directory", err=True)
             raise typer.Exit(2)
         try:
-            result = compile_files(files, previous=previous, root=root, canon_dir=canon_dir,
-                                   fallback_name=path.resolve().name)
+            result = compile_files(
+                files, previous=previous, root=root, canon_dir=canon_dir, fallback_name=path.resolve().name
+            )
             report = render(result, fmt)
         except Exception as exc:  # a crash of the compiler is "could not run", never "clean"
             typer.echo(f"error: the compiler failed: {exc.__class__.__name__}: {exc}", err=True)
@@ -91,7 +98,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: cannot write {output}: {exc.strerror}", err=True)
                 raise typer.Exit(2) from None
             c = result.counts()
-            print(f"score: {result.score}/255, {c['error']} error(s), {c['warning']} warning(s); report in {output}", file=sys.stderr)
+            print(
+                f"score: {result.score}/255, {c['error']} error(s), {c['warning']} warning(s); report in {output}",
+                file=sys.stderr,
+            )
         else:
             sys.stdout.write(report)
         if not result.valid or (min_score is not None and result.score < min_score):

@@ -25,23 +25,38 @@ _NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\.md$")
 MAX_FILES = 200
 # Findings that need the scope's other files; a single-file validation cannot judge them.
 CROSS_FILE = frozenset({"UNDEFINED_REF", "BINDING_MISSING", "COVERAGE_DRIFT", "NO_BASELINE"})
-_MEDIA = {"sarif": "application/sarif+json", "junit": "application/xml", "github": "text/plain", "text": "text/plain"}
+_MEDIA = {
+    "sarif": "application/sarif+json",
+    "junit": "application/xml",
+    "github": "text/plain",
+    "text": "text/plain",
+}
 
 
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name.split("/"):
-        raise BadRequest(f"{where}: file names are relative '*.md' paths without '..'", param=where, code="invalid_file_name")
+        raise BadRequest(
+            f"{where}: file names are relative '*.md' paths without '..'",
+            param=where,
+            code="invalid_file_name",
+        )
     return name
 
 
 def _files(obj: Any, where: str) -> dict[str, str]:
     if not isinstance(obj, dict) or len(obj) > MAX_FILES:
-        raise BadRequest(f"'{where}' must be an object of at most {MAX_FILES} {{name: text}} entries", param=where, code="invalid_value")
+        raise BadRequest(
+            f"'{where}' must be an object of at most {MAX_FILES} {{name: text}} entries",
+            param=where,
+            code="invalid_value",
+        )
     out = {}
     for name, body in obj.items():
         _check_name(name, where)
         if not isinstance(body, str):
-            raise BadRequest(f"{where}.{name} must be a string", param=f"{where}.{name}", code="invalid_value")
+            raise BadRequest(
+                f"{where}.{name} must be a string", param=f"{where}.{name}", code="invalid_value"
+            )
         out[name] = body
     return out
 
@@ -78,7 +93,9 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format", code="invalid_value")
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype not in ("application/json", "text/markdown", "text/plain"):
-        raise UnsupportedMediaType("send application/json {\"files\": {...}} or one text/markdown file", code="unsupported_media_type")
+        raise UnsupportedMediaType(
+            'send application/json {"files": {...}} or one text/markdown file', code="unsupported_media_type"
+        )
     raw = await _body(request, settings.validate_max_bytes)
     previous, root, single = None, "MAGIC", None
     if ctype == "application/json":
@@ -87,10 +104,14 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("request body is not valid JSON", code="invalid_json") from None
         if not isinstance(doc, dict) or "files" not in doc:
-            raise BadRequest("body must be an object with a 'files' object", param="files", code="invalid_value")
+            raise BadRequest(
+                "body must be an object with a 'files' object", param="files", code="invalid_value"
+            )
         unknown = sorted(set(doc) - {"files", "previous", "root"})
         if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)}", param=unknown[0], code="invalid_value")
+            raise BadRequest(
+                f"unknown field(s): {', '.join(unknown)}", param=unknown[0], code="invalid_value"
+            )
         files = _files(doc["files"], "files")
         if not files:
             raise BadRequest("'files' is empty", param="files", code="invalid_value")
@@ -131,7 +152,9 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
     payload["vendored_parents"] = used
     if single is not None:
         payload["mode"] = "single-file"
-        payload["findings"] = [f for f in payload["findings"] if f["file"] == single and f["code"] not in CROSS_FILE]
+        payload["findings"] = [
+            f for f in payload["findings"] if f["file"] == single and f["code"] not in CROSS_FILE
+        ]
         payload["valid"] = not any(f["severity"] == "error" for f in payload["findings"])
     governance.record_validation(result)
     return _render(result, format, payload)

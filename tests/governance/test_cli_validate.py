@@ -18,13 +18,18 @@ CANONIC = [sys.executable, "-c", "from gateway.cli import main; main()"]
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run([*CANONIC, "validate", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [*CANONIC, "validate", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def git(cwd: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd, check=True, capture_output=True, timeout=30,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
 
 
@@ -62,7 +67,9 @@ def test_min_score_fails_below(tmp_path):
     # an unmapped MUST is a warning (exit 0) that keeps OPERATIONS off: 239 < 255
     copy_scope(tmp_path)
     canon = (tmp_path / "CANON.md").read_text()
-    (tmp_path / "CANON.md").write_text(replace_once(canon, "## Capabilities", "- MUST: Keep the documents tidy\n\n## Capabilities"))
+    (tmp_path / "CANON.md").write_text(
+        replace_once(canon, "## Capabilities", "- MUST: Keep the documents tidy\n\n## Capabilities")
+    )
     p = run(str(tmp_path))
     assert p.returncode == 0 and "score: 239/255" in p.stdout and "UNMAPPED_CONSTRAINT" in p.stdout
     assert run(str(tmp_path), "--min-score", "255").returncode == 1
@@ -88,7 +95,9 @@ def test_sarif_shape_and_output_file(tmp_path):
         loc = res["locations"][0]["physicalLocation"]
         assert loc["artifactLocation"]["uri"] and loc["region"]["startLine"] >= 1
     hit = [r for r in run_["results"] if r["ruleId"] == "LITERAL_ENDPOINT"]
-    assert [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in hit] == [line_of(readme, "vast-deepseek")]
+    assert [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in hit] == [
+        line_of(readme, "vast-deepseek")
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["json", "github", "junit"])

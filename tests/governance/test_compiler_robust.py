@@ -12,13 +12,49 @@ from .docs_helpers import repo_files
 
 REPO_FILES = repo_files()
 PIECES = st.sampled_from(
-    ["MUST:", "MUST NOT: x (check: limit max_dph<=", "| Date | Pattern | Source |", "|---|", "| a | b |", "```", "## Constraints",
-     "## Axiom", "inherits: .", "inherits: MAGIC/SERVICES", "Score: 300/255", "~~", "| 2026-13-45 | x | y |", "- [ ]",
-     "## 2026-02", "<!--", "-->", "---", "http://", "sk-", "{SCOPE}", "\t", "|", "(check:", "LEARNING-x.md"]
+    [
+        "MUST:",
+        "MUST NOT: x (check: limit max_dph<=",
+        "| Date | Pattern | Source |",
+        "|---|",
+        "| a | b |",
+        "```",
+        "## Constraints",
+        "## Axiom",
+        "inherits: .",
+        "inherits: MAGIC/SERVICES",
+        "Score: 300/255",
+        "~~",
+        "| 2026-13-45 | x | y |",
+        "- [ ]",
+        "## 2026-02",
+        "<!--",
+        "-->",
+        "---",
+        "http://",
+        "sk-",
+        "{SCOPE}",
+        "\t",
+        "|",
+        "(check:",
+        "LEARNING-x.md",
+    ]
 )
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=40)), max_size=30).map("\n".join)
-NAMES = st.sampled_from(["CANON.md", "VOCAB.md", "README.md", "VASTAI.md", "ROADMAP.md", "COVERAGE.md", "LEARNING.md",
-                         "LEARNING-2026.md", "canon/MAGIC/CANON.md", "canon/MAGIC/SERVICES/CANON.md"])
+NAMES = st.sampled_from(
+    [
+        "CANON.md",
+        "VOCAB.md",
+        "README.md",
+        "VASTAI.md",
+        "ROADMAP.md",
+        "COVERAGE.md",
+        "LEARNING.md",
+        "LEARNING-2026.md",
+        "canon/MAGIC/CANON.md",
+        "canon/MAGIC/SERVICES/CANON.md",
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

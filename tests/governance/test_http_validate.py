@@ -62,7 +62,9 @@ def test_valid_documents_with_vendored_parents(c):
 
 def test_invalid_documents_answer_200_with_findings(c):
     files = scope_files()
-    files["VASTAI.md"] = replace_once(files["VASTAI.md"], "URL. Base of the KILOCODE inference server.", "URL. See 10.0.0.7.")
+    files["VASTAI.md"] = replace_once(
+        files["VASTAI.md"], "URL. Base of the KILOCODE inference server.", "URL. See 10.0.0.7."
+    )
     r = c.post("/validate", json={"files": files})
     assert r.status_code == 200
     body = r.json()
@@ -76,9 +78,11 @@ def test_previous_enables_history(c):
     old = files["LEARNING.md"]
     files["LEARNING.md"] = replace_once(old, "32768 does not.", "65536 does not.")
     body = c.post("/validate", json={"files": files, "previous": {"LEARNING.md": old}}).json()
-    assert [(f["code"], f["line"]) for f in body["findings"] if f["severity"] == "error" and f["file"] == "LEARNING.md"] == [
-        ("LEDGER_REWRITE", line_of(files["LEARNING.md"], "65536"))
-    ]
+    assert [
+        (f["code"], f["line"])
+        for f in body["findings"]
+        if f["severity"] == "error" and f["file"] == "LEARNING.md"
+    ] == [("LEDGER_REWRITE", line_of(files["LEARNING.md"], "65536"))]
 
 
 def test_single_markdown_file(c):
@@ -89,8 +93,14 @@ def test_single_markdown_file(c):
     assert body["mode"] == "single-file" and body["valid"] is True
     assert all(f["file"] == "CANON.md" for f in body["findings"])
     bad = canon.replace("MUST: Route through governed gateway (check: route_declared)", "MUST:")
-    body = c.post("/validate?file=CANON.md", content=bad.encode(), headers={"content-type": "text/markdown; charset=utf-8"}).json()
-    assert body["valid"] is False and [f["code"] for f in body["findings"] if f["severity"] == "error"] == ["MALFORMED_CONSTRAINT"]
+    body = c.post(
+        "/validate?file=CANON.md",
+        content=bad.encode(),
+        headers={"content-type": "text/markdown; charset=utf-8"},
+    ).json()
+    assert body["valid"] is False and [f["code"] for f in body["findings"] if f["severity"] == "error"] == [
+        "MALFORMED_CONSTRAINT"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -131,12 +141,23 @@ def test_oversized_is_413(tmp_path):
         r = c.post("/validate", json={"files": {"CANON.md": "x" * 2000}})
         assert r.status_code == 413
         # chunked body without a Content-Length is measured while streaming
-        r = c.post("/validate", content=iter([b'{"files": {"CANON.md": "', b"y" * 1200, b'"}}']),
-                   headers={"content-type": "application/json"})
+        r = c.post(
+            "/validate",
+            content=iter([b'{"files": {"CANON.md": "', b"y" * 1200, b'"}}']),
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 413
 
 
-@pytest.mark.parametrize("fmt,ctype", [("sarif", "application/sarif+json"), ("github", "text/plain"), ("junit", "application/xml"), ("text", "text/plain")])
+@pytest.mark.parametrize(
+    "fmt,ctype",
+    [
+        ("sarif", "application/sarif+json"),
+        ("github", "text/plain"),
+        ("junit", "application/xml"),
+        ("text", "text/plain"),
+    ],
+)
 def test_formats(c, fmt, ctype):
     r = c.post(f"/validate?format={fmt}", json={"files": scope_files()})
     assert r.status_code == 200 and r.headers["content-type"].startswith(ctype)
@@ -150,7 +171,10 @@ def test_formats(c, fmt, ctype):
 def test_validate_can_require_a_token(tmp_path):
     with client(tmp_path, validate_requires_auth=True) as c:
         assert c.post("/validate", json={"files": scope_files()}).status_code == 401
-        assert c.post("/validate", json={"files": scope_files()}, headers=token(c, ["inference"])).status_code == 403
+        assert (
+            c.post("/validate", json={"files": scope_files()}, headers=token(c, ["inference"])).status_code
+            == 403
+        )
         assert c.post("/validate", json={"files": scope_files()}, headers=token(c)).status_code == 200
 
 
@@ -166,7 +190,13 @@ def test_governance_needs_a_token_and_hides_secrets(c):
     assert body["policy_revision"].startswith("sha256:") and body["valid"] is True and body["score"] == 255
     assert {"COMPUTE_PROVISION", "FAIL_CLOSED", "TELEMETRY_EMIT"} <= set(body["capabilities"])
     by_name = {b["name"]: b for b in body["bindings"]}
-    assert by_name["VASTAI_API_KEY"] == {**by_name["VASTAI_API_KEY"], "kind": "secret", "type": "secret", "present": True, "source": "env"}
+    assert by_name["VASTAI_API_KEY"] == {
+        **by_name["VASTAI_API_KEY"],
+        "kind": "secret",
+        "type": "secret",
+        "present": True,
+        "source": "env",
+    }
     assert by_name["VASTAI_BASE_URL"]["present"] is False and by_name["VASTAI_BASE_URL"]["type"] == "url"
     assert by_name["MAX_TOKENS"]["present"] is True and by_name["MAX_TOKENS"]["source"] == "default"
     assert body["last_validation"]["valid"] is True and body["last_validation"]["score"] == 255
@@ -176,14 +206,20 @@ def test_broken_chain_is_not_ready_and_refuses(tmp_path):
     (tmp_path / "scope").mkdir()
     scope = copy_scope(tmp_path / "scope")
     canon = (scope / "canon/MAGIC/CANON.md").read_text()
-    (scope / "canon/MAGIC/CANON.md").write_text(replace_once(canon, "inherits: .", "inherits: MAGIC/SERVICES"))
+    (scope / "canon/MAGIC/CANON.md").write_text(
+        replace_once(canon, "inherits: .", "inherits: MAGIC/SERVICES")
+    )
     with client(tmp_path, scope_dir=scope) as c:
         r = c.get("/readyz")
         assert r.status_code == 503
         detail = r.json()["checks"]["governance"]
         assert detail["ok"] is False and "CHAIN_CYCLE" in detail["detail"]
         policy = c.app.state.governance.policy
-        d = policy.decide(Facts(action="inference.chat", principal="p", model=BINDING_DEFAULTS["LOCAL_MODEL"], max_tokens=16))
+        d = policy.decide(
+            Facts(
+                action="inference.chat", principal="p", model=BINDING_DEFAULTS["LOCAL_MODEL"], max_tokens=16
+            )
+        )
         assert d.allow is False
         body = c.get("/governance", headers=token(c)).json()
         assert body["valid"] is False and body["ready"] is False and body["errors"]
@@ -198,7 +234,9 @@ def test_unreadable_scope_is_not_ready(tmp_path):
 def test_mistyped_binding_value_is_not_ready(tmp_path):
     with client(tmp_path, env={"VASTAI_TRIES": "three"}) as c:
         detail = c.get("/readyz").json()["checks"]["governance"]
-        assert detail["ok"] is False and "BINDING_TYPE" in detail["detail"] and "three" not in detail["detail"]
+        assert (
+            detail["ok"] is False and "BINDING_TYPE" in detail["detail"] and "three" not in detail["detail"]
+        )
 
 
 def test_every_served_route_is_declared(c):
@@ -208,4 +246,7 @@ def test_every_served_route_is_declared(c):
     served = [(m.upper(), path) for path, ops in paths.items() for m in ops]
     assert ("POST", "/validate") in served and ("GET", "/governance") in served
     assert served_routes(c.app.state.governance.result.scope, served) == []
-    assert served_routes(c.app.state.governance.result.scope, [("GET", "/v1/secret-door")])[0].code == "ROUTE_UNDECLARED"
+    assert (
+        served_routes(c.app.state.governance.result.scope, [("GET", "/v1/secret-door")])[0].code
+        == "ROUTE_UNDECLARED"
+    )

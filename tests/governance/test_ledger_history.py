@@ -25,7 +25,9 @@ def test_legal_rotation(files):
     r = compile_(files, previous={"LEARNING.md": old})
     assert errors(r) == []
     assert r.score == 255
-    assert [(f.code, f.file) for f in r.findings if f.code == "EPOCH_ROTATED"] == [("EPOCH_ROTATED", "LEARNING-2026.md")]
+    assert [(f.code, f.file) for f in r.findings if f.code == "EPOCH_ROTATED"] == [
+        ("EPOCH_ROTATED", "LEARNING-2026.md")
+    ]
 
 
 def test_forged_rotation_archive_differs(files):
@@ -43,14 +45,18 @@ def test_rotation_without_evolution_row(files):
     files["LEARNING-2026.md"] = old
     files["LEARNING.md"] = replace_once(EVOLUTION, "EVOLUTION: epoch", "Epoch")
     r = compile_(files, previous={"LEARNING.md": old})
-    assert errors(r, "LEDGER_REWRITE") == [("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "2026-12-05"))]
+    assert errors(r, "LEDGER_REWRITE") == [
+        ("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "2026-12-05"))
+    ]
 
 
 def test_truncated_ledger_without_archive(files):
     old = files["LEARNING.md"]
     files["LEARNING.md"] = EVOLUTION
     r = compile_(files, previous={"LEARNING.md": old})
-    assert errors(r, "LEDGER_REWRITE") == [("LEDGER_REWRITE", "LEARNING.md", line_of(EVOLUTION, "2026-12-05"))]
+    assert errors(r, "LEDGER_REWRITE") == [
+        ("LEDGER_REWRITE", "LEARNING.md", line_of(EVOLUTION, "2026-12-05"))
+    ]
 
 
 def test_deleted_row(files):
@@ -77,7 +83,9 @@ def test_deleted_and_edited_archive(files):
 def test_dates_must_not_go_back(files):
     files["LEARNING.md"] += "| 2026-01-01 | A late lesson filed under an earlier date. | CANON.md |\n"
     r = compile_(files)
-    assert errors(r, "DATE_ORDER") == [("DATE_ORDER", "LEARNING.md", line_of(files["LEARNING.md"], "A late lesson"))]
+    assert errors(r, "DATE_ORDER") == [
+        ("DATE_ORDER", "LEARNING.md", line_of(files["LEARNING.md"], "A late lesson"))
+    ]
 
 
 def test_unsourced_row_is_a_warning(files):

@@ -32,11 +32,14 @@ def test_drop_vocab(files):
 
 def test_undefined_term(files):
     files["CANON.md"] = replace_once(
-        files["CANON.md"], "MUST NOT: Bypass governance validation (check: fail_closed)\n",
+        files["CANON.md"],
+        "MUST NOT: Bypass governance validation (check: fail_closed)\n",
         "MUST NOT: Bypass governance validation (check: fail_closed)\nMUST: Keep every FROBNICATOR governed (check: fail_closed)\n",
     )
     r = compile_(files)
-    assert errors(r, "UNDEFINED_REF") == [("UNDEFINED_REF", "CANON.md", line_of(files["CANON.md"], "FROBNICATOR"))]
+    assert errors(r, "UNDEFINED_REF") == [
+        ("UNDEFINED_REF", "CANON.md", line_of(files["CANON.md"], "FROBNICATOR"))
+    ]
     assert off_bits(r) == {"VOCAB", "OPERATIONS"}
 
 
@@ -61,7 +64,11 @@ def test_missing_parent(files):
     r = compile_(files)
     assert errors(r, "CHAIN_BREAK") == [("CHAIN_BREAK", "CANON.md", line_of(files["CANON.md"], "inherits:"))]
     # without the parents their terms (TRIAD, CANON, ...) no longer resolve either
-    assert ("UNDEFINED_REF", "VASTAI.md", line_of(files["VASTAI.md"], "VASTAI is a leaf scope under")) in errors(r)
+    assert (
+        "UNDEFINED_REF",
+        "VASTAI.md",
+        line_of(files["VASTAI.md"], "VASTAI is a leaf scope under"),
+    ) in errors(r)
     assert off_bits(r) == {"INHERITED", "VOCAB", "OPERATIONS"}
 
 
@@ -74,7 +81,8 @@ def test_child_loosens_parent_cap(files):
 
 def test_child_contradicts_parent_must(files):
     files["CANON.md"] = replace_once(
-        files["CANON.md"], "MUST: Fail closed on validation failure (check: fail_closed)",
+        files["CANON.md"],
+        "MUST: Fail closed on validation failure (check: fail_closed)",
         "MUST NOT: Fail closed on validation failure (check: fail_closed)",
     )
     r = compile_(files)
@@ -87,7 +95,9 @@ def test_edited_learning_row(files):
     previous = {"LEARNING.md": files["LEARNING.md"]}
     files["LEARNING.md"] = replace_once(files["LEARNING.md"], "32768 does not.", "65536 does not.")
     r = compile_(files, previous=previous)
-    assert errors(r, "LEDGER_REWRITE") == [("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "65536"))]
+    assert errors(r, "LEDGER_REWRITE") == [
+        ("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "65536"))
+    ]
     assert off_bits(r) == {"LEARNING", "OPERATIONS"}
 
 
@@ -98,14 +108,22 @@ def test_appended_learning_row_is_clean(files):
 
 
 def test_struck_through_row_without_history(files):
-    files["LEARNING.md"] = replace_once(files["LEARNING.md"], "Reboot is not a reliable", "~~Reboot is not a reliable~~")
+    files["LEARNING.md"] = replace_once(
+        files["LEARNING.md"], "Reboot is not a reliable", "~~Reboot is not a reliable~~"
+    )
     r = compile_(files)
-    assert set(errors(r)) - set(errors(r, "COVERAGE_DRIFT")) == {("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "~~Reboot"))}
+    assert set(errors(r)) - set(errors(r, "COVERAGE_DRIFT")) == {
+        ("LEDGER_REWRITE", "LEARNING.md", line_of(files["LEARNING.md"], "~~Reboot"))
+    }
     assert off_bits(r) == {"LEARNING", "OPERATIONS"}
 
 
 def test_wrapped_ledger_row(files):
-    files["LEARNING.md"] = replace_once(files["LEARNING.md"], "one row is one line. | issue 2 |", "one row is one line. |\nwrapped source: issue 2 |")
+    files["LEARNING.md"] = replace_once(
+        files["LEARNING.md"],
+        "one row is one line. | issue 2 |",
+        "one row is one line. |\nwrapped source: issue 2 |",
+    )
     r = compile_(files)
     assert ("MALFORMED_ROW", "LEARNING.md", line_of(files["LEARNING.md"], "wrapped source")) in errors(r)
     assert off_bits(r) == {"LEARNING", "OPERATIONS"}
@@ -114,17 +132,23 @@ def test_wrapped_ledger_row(files):
 def test_credential_in_doc(files):
     files["README.md"] += "\napi_key = sk-live0123456789abcdefghijkl\n"
     r = compile_(files)
-    assert errors(r, "LITERAL_SECRET") == [("LITERAL_SECRET", "README.md", line_of(files["README.md"], "api_key"))]
+    assert errors(r, "LITERAL_SECRET") == [
+        ("LITERAL_SECRET", "README.md", line_of(files["README.md"], "api_key"))
+    ]
     assert off_bits(r) == {"STRUCTURE", "OPERATIONS"}
     assert all("sk-live" not in f.message for f in r.findings)
 
 
 def test_hostname_in_binding_note(files):
     files["VASTAI.md"] = replace_once(
-        files["VASTAI.md"], "URL. Base of the KILOCODE inference server.", "URL. Base of the KILOCODE server, vast-deepseek.canonic.org."
+        files["VASTAI.md"],
+        "URL. Base of the KILOCODE inference server.",
+        "URL. Base of the KILOCODE server, vast-deepseek.canonic.org.",
     )
     r = compile_(files)
-    assert errors(r, "LITERAL_ENDPOINT") == [("LITERAL_ENDPOINT", "VASTAI.md", line_of(files["VASTAI.md"], "vast-deepseek"))]
+    assert errors(r, "LITERAL_ENDPOINT") == [
+        ("LITERAL_ENDPOINT", "VASTAI.md", line_of(files["VASTAI.md"], "vast-deepseek"))
+    ]
     assert off_bits(r) == {"RELATIONAL", "OPERATIONS"}
 
 
@@ -140,7 +164,9 @@ def test_coverage_claims_255_with_a_failing_bit(files):
 def test_honest_claim_still_loses_operations_only_for_the_real_gap(files):
     files["ROADMAP.md"] = "# VASTAI roadmap\n\ninherits: .\n"
     files["COVERAGE.md"] = replace_once(files["COVERAGE.md"], "Score: 255/255", "Score: 251/255")
-    files["COVERAGE.md"] = replace_once(files["COVERAGE.md"], "| When did it happen? | PASS |", "| When did it happen? | FAIL |")
+    files["COVERAGE.md"] = replace_once(
+        files["COVERAGE.md"], "| When did it happen? | PASS |", "| When did it happen? | FAIL |"
+    )
     r = compile_(files)
     assert errors(r, "COVERAGE_DRIFT") == []
     assert off_bits(r) == {"TEMPORAL", "OPERATIONS"}
@@ -156,9 +182,15 @@ def test_claim_lower_than_computed_is_drift(files):
 @pytest.mark.parametrize(
     "old,new",
     [
-        ("MUST: Route through governed gateway (check: route_declared)", "MUST: Route through governed gateway (check: route_declared"),
+        (
+            "MUST: Route through governed gateway (check: route_declared)",
+            "MUST: Route through governed gateway (check: route_declared",
+        ),
         ("MUST: Route through governed gateway (check: route_declared)", "MUST:"),
-        ("MUST: Route through governed gateway (check: route_declared)", "Must route through governed gateway"),
+        (
+            "MUST: Route through governed gateway (check: route_declared)",
+            "Must route through governed gateway",
+        ),
     ],
 )
 def test_malformed_constraint_line(files, old, new):
@@ -170,27 +202,36 @@ def test_malformed_constraint_line(files, old, new):
 
 
 def test_unknown_check_kind(files):
-    files["CANON.md"] = replace_once(files["CANON.md"], "governed surfaces (check: telemetry)\n", "governed surfaces (check: telepathy)\n")
+    files["CANON.md"] = replace_once(
+        files["CANON.md"], "governed surfaces (check: telemetry)\n", "governed surfaces (check: telepathy)\n"
+    )
     r = compile_(files)
-    assert errors(r, "UNKNOWN_CHECK") == [("UNKNOWN_CHECK", "CANON.md", line_of(files["CANON.md"], "telepathy"))]
+    assert errors(r, "UNKNOWN_CHECK") == [
+        ("UNKNOWN_CHECK", "CANON.md", line_of(files["CANON.md"], "telepathy"))
+    ]
     assert off_bits(r) == {"DECLARE", "OPERATIONS"}
 
 
 def test_unmapped_must_is_manual_and_costs_operations(files):
     files["CANON.md"] = replace_once(
-        files["CANON.md"], "MUST NOT: Bypass governance validation (check: fail_closed)\n",
+        files["CANON.md"],
+        "MUST NOT: Bypass governance validation (check: fail_closed)\n",
         "MUST NOT: Bypass governance validation (check: fail_closed)\nMUST: Keep the documents tidy\n",
     )
     r = compile_(files)
     manual = [f for f in r.findings if f.code == "UNMAPPED_CONSTRAINT"]
-    assert [(f.severity, f.file, f.line) for f in manual] == [("warning", "CANON.md", line_of(files["CANON.md"], "tidy"))]
+    assert [(f.severity, f.file, f.line) for f in manual] == [
+        ("warning", "CANON.md", line_of(files["CANON.md"], "tidy"))
+    ]
     assert off_bits(r) == {"OPERATIONS"}
     assert ("COVERAGE_DRIFT", "COVERAGE.md", line_of(files["COVERAGE.md"], "Score:")) not in errors(r)
 
 
 def test_missing_required_binding_in_the_spec(files):
     files["VASTAI.md"] = replace_once(
-        files["VASTAI.md"], "| var | MAX_TOKENS | required | Integer. Token budget used when a request names none. |\n", ""
+        files["VASTAI.md"],
+        "| var | MAX_TOKENS | required | Integer. Token budget used when a request names none. |\n",
+        "",
     )
     r = compile_(files)
     line = line_of(files["CANON.md"], "check: env_bindings TOKENS_MIN")
@@ -231,13 +272,19 @@ PARENT_SPEC = """# SERVICES spec
 def test_child_makes_inherited_required_binding_optional(files):
     files["canon/MAGIC/SERVICES/SERVICES.md"] = PARENT_SPEC
     assert errors(compile_(files)) == []
-    files["VASTAI.md"] = replace_once(files["VASTAI.md"], "| var | MAX_TOKENS | required |", "| var | MAX_TOKENS | optional |")
+    files["VASTAI.md"] = replace_once(
+        files["VASTAI.md"], "| var | MAX_TOKENS | required |", "| var | MAX_TOKENS | optional |"
+    )
     r = compile_(files)
-    assert errors(r, "WEAKENING") == [("WEAKENING", "VASTAI.md", line_of(files["VASTAI.md"], "| MAX_TOKENS |"))]
+    assert errors(r, "WEAKENING") == [
+        ("WEAKENING", "VASTAI.md", line_of(files["VASTAI.md"], "| MAX_TOKENS |"))
+    ]
     assert off_bits(r) == {"INHERITED", "OPERATIONS"}
 
 
 def test_bits_are_the_eight_named_groups():
     r = compile_(repo_files())
     assert set(r.bits) == ALL_BITS
-    assert r.score == sum(v for v, on in zip((1, 2, 4, 8, 16, 32, 64, 128), r.bits.values(), strict=True) if on)
+    assert r.score == sum(
+        v for v, on in zip((1, 2, 4, 8, 16, 32, 64, 128), r.bits.values(), strict=True) if on
+    )

@@ -45,7 +45,9 @@ def test_prose_under_constraints_is_not_a_constraint():
 
 
 def test_run_together_clauses_are_split_with_a_warning():
-    files = scope_with_canon("## Constraints\n\nMUST: Route through governed gateway MUST NOT: Bypass governance validation\n")
+    files = scope_with_canon(
+        "## Constraints\n\nMUST: Route through governed gateway MUST NOT: Bypass governance validation\n"
+    )
     r = compile_(files)
     own = r.chain[-1].constraints
     assert [c.modality for c in own] == ["MUST", "MUST NOT"]
@@ -53,13 +55,18 @@ def test_run_together_clauses_are_split_with_a_warning():
     # no explicit suffix: one line maps by pattern (reported), the other maps to nothing (manual)
     assert [(c.kind, c.mapped_by) for c in own] == [("route_declared", "pattern"), ("manual", "none")]
     line = line_of(files["CANON.md"], "Route through")
-    assert [(f.code, f.line) for f in r.findings if f.file == "CANON.md" and f.code in ("AUTO_MAPPED", "UNMAPPED_CONSTRAINT")] == [
-        ("UNMAPPED_CONSTRAINT", line), ("AUTO_MAPPED", line)]
+    assert [
+        (f.code, f.line)
+        for f in r.findings
+        if f.file == "CANON.md" and f.code in ("AUTO_MAPPED", "UNMAPPED_CONSTRAINT")
+    ] == [("UNMAPPED_CONSTRAINT", line), ("AUTO_MAPPED", line)]
     assert r.bits["OPERATIONS"] is False
 
 
 def test_shall_folds_into_must_and_may_is_info():
-    files = scope_with_canon("## Constraints\n\n- SHALL NOT hardcode endpoints (check: no_literals)\n- MAY cache offers (check: none)\n")
+    files = scope_with_canon(
+        "## Constraints\n\n- SHALL NOT hardcode endpoints (check: no_literals)\n- MAY cache offers (check: none)\n"
+    )
     own = compile_(files).chain[-1].constraints
     assert [(c.modality, c.severity) for c in own] == [("MUST NOT", "error"), ("MAY", "info")]
 
@@ -74,7 +81,9 @@ def test_vocab_exemptions_each_hold():
     assert errors(compile_(files)) == []
     files["README.md"] += "An UNKNOWN_THING appears.\n"
     r = compile_(files)
-    assert errors(r, "UNDEFINED_REF") == [("UNDEFINED_REF", "README.md", line_of(files["README.md"], "UNKNOWN_THING"))]
+    assert errors(r, "UNDEFINED_REF") == [
+        ("UNDEFINED_REF", "README.md", line_of(files["README.md"], "UNKNOWN_THING"))
+    ]
     assert off_bits(r) == {"VOCAB", "OPERATIONS"}
 
 
@@ -86,8 +95,16 @@ def test_fenced_code_outside_constraints_is_not_scanned_for_terms():
 
 def test_unknown_route_action_and_namespace_mismatch():
     files = repo_files()
-    files["VASTAI.md"] = replace_once(files["VASTAI.md"], "| GET | /v1/models | inference.models |", "| GET | /v1/models | inference.everything |")
-    files["VASTAI.md"] = replace_once(files["VASTAI.md"], "magic://hadleylab.org/SERVICES/MAGIC/VASTAI/", "magic://hadleylab.org/SERVICES/MAGIC/OTHER/")
+    files["VASTAI.md"] = replace_once(
+        files["VASTAI.md"],
+        "| GET | /v1/models | inference.models |",
+        "| GET | /v1/models | inference.everything |",
+    )
+    files["VASTAI.md"] = replace_once(
+        files["VASTAI.md"],
+        "magic://hadleylab.org/SERVICES/MAGIC/VASTAI/",
+        "magic://hadleylab.org/SERVICES/MAGIC/OTHER/",
+    )
     r = compile_(files)
     spec = files["VASTAI.md"]
     assert ("UNKNOWN_ACTION", "VASTAI.md", line_of(spec, "inference.everything")) in errors(r)
@@ -99,12 +116,16 @@ def test_surface_route_outside_routes_section_is_a_literal():
     files = repo_files()
     files["VASTAI.md"] += "\n## Pages\n\n- web_docs: https://hadleylab.org/\n"
     r = compile_(files)
-    assert errors(r, "LITERAL_ENDPOINT") == [("LITERAL_ENDPOINT", "VASTAI.md", line_of(files["VASTAI.md"], "web_docs:"))]
+    assert errors(r, "LITERAL_ENDPOINT") == [
+        ("LITERAL_ENDPOINT", "VASTAI.md", line_of(files["VASTAI.md"], "web_docs:"))
+    ]
 
 
 def test_learning_sources_may_cite_urls():
     files = repo_files()
-    files["LEARNING.md"] += "| 2026-12-02 | Published limits can be cited. | https://docs.github.com/code-security |\n"
+    files["LEARNING.md"] += (
+        "| 2026-12-02 | Published limits can be cited. | https://docs.github.com/code-security |\n"
+    )
     assert errors(compile_(files)) == []
 
 
@@ -122,7 +143,9 @@ def test_roadmap_order():
     files = repo_files()
     files["ROADMAP.md"] += "\n## 2026-01\n\n- [ ] late\n"
     r = compile_(files)
-    assert errors(r, "ROADMAP_ORDER") == [("ROADMAP_ORDER", "ROADMAP.md", line_of(files["ROADMAP.md"], "## 2026-01"))]
+    assert errors(r, "ROADMAP_ORDER") == [
+        ("ROADMAP_ORDER", "ROADMAP.md", line_of(files["ROADMAP.md"], "## 2026-01"))
+    ]
     assert off_bits(r) == {"TEMPORAL", "OPERATIONS"}
 
 
@@ -130,7 +153,9 @@ def test_self_declared_root_that_is_not_the_root():
     files = repo_files()
     files["CANON.md"] = replace_once(files["CANON.md"], "inherits: MAGIC/SERVICES", "inherits: .")
     r = compile_(files)
-    assert errors(r, "CHAIN_NO_ROOT") == [("CHAIN_NO_ROOT", "CANON.md", line_of(files["CANON.md"], "inherits:"))]
+    assert errors(r, "CHAIN_NO_ROOT") == [
+        ("CHAIN_NO_ROOT", "CANON.md", line_of(files["CANON.md"], "inherits:"))
+    ]
     assert compile_files(files, root="VASTAI").bits["INHERITED"] is True
 
 
@@ -157,7 +182,9 @@ def test_github_annotations_are_capped_per_severity():
     assert len(errs) == GITHUB_MAX_PER_SEVERITY
     assert any(line.startswith("::error::") and "more error" in line for line in out)
     # errors sorted by file: the two drift findings in COVERAGE.md, then the first 8 of 12 in README.md
-    assert [line.split(",", 1)[0] for line in errs] == ["::error file=COVERAGE.md"] * 2 + ["::error file=README.md"] * 8
+    assert [line.split(",", 1)[0] for line in errs] == ["::error file=COVERAGE.md"] * 2 + [
+        "::error file=README.md"
+    ] * 8
     assert out[-1].startswith("canonic validate: score ")
 
 
@@ -173,7 +200,17 @@ def test_junit_has_a_case_per_bit_and_failures_for_off_bits():
 
 def test_json_report_fields():
     doc = json.loads(render(compile_(repo_files()), "json", policy_revision="sha256:x"))
-    assert {"valid", "score", "tier", "bits", "policy_revision", "sources_digest", "findings", "counts", "constraints"} <= set(doc)
+    assert {
+        "valid",
+        "score",
+        "tier",
+        "bits",
+        "policy_revision",
+        "sources_digest",
+        "findings",
+        "counts",
+        "constraints",
+    } <= set(doc)
     assert doc["policy_revision"] == "sha256:x"
     assert all({"severity", "kind", "code", "file", "line", "message"} <= set(f) for f in doc["findings"])
 
