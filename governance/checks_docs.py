@@ -316,7 +316,6 @@ def roadmap(scope: Scope, doc: Doc | None) -> list[Finding]:
                 "ROADMAP.md has no '## YYYY-MM' section",
             )
         ]
-    months = [m for m, _ in scope.roadmap]
     for (prev, _), (cur, line) in zip(scope.roadmap, scope.roadmap[1:], strict=False):
         if cur <= prev:
             out.append(
@@ -334,7 +333,6 @@ def roadmap(scope: Scope, doc: Doc | None) -> list[Finding]:
             out.append(
                 F("ROADMAP_EMPTY", "files_present", "TEMPORAL", doc.path, line, f"section {m} has no items")
             )
-    del months
     return out
 
 

@@ -117,6 +117,8 @@ def _walk(md, files, leaf_dir, fallback, root, canon_dir):
         if canon not in files:
             break
         if scope.inherits is None:
+            if scope.name == root:
+                break  # the root without an inherits: line; declare() reports MISSING_INHERITS
             out.append(
                 checks_docs.F(
                     "CHAIN_NO_ROOT",
