@@ -101,7 +101,7 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
     if ctype == "application/json":
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("request body is not valid JSON", code="invalid_json") from None
         if not isinstance(doc, dict) or "files" not in doc:
             raise BadRequest(

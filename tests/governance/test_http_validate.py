@@ -116,6 +116,8 @@ def test_single_markdown_file(c):
         b'{"files": {"CANON.txt": "x"}}',
         b'{"files": {"CANON.md": "x"}, "extra": 1}',
         b'{"files": {"CANON.md": "x"}, "previous": "LEARNING.md"}',
+        b"[" * 100_000,
+        b'{"files": {"CANON.md": "x"}, "root": "../x"}',
     ],
 )
 def test_malformed_is_400(c, body):
