@@ -252,12 +252,17 @@ class ComputeService:
         availability = await self._call(adapter.available)
         if not availability.ok:
             raise translate(_unavailable(adapter.name, availability))
-        offer = _choose(await self._call(adapter.offers, spec), spec)
+        offers = await self._call(adapter.offers, spec)
+        offer = _choose(offers, spec)
+        if offer is None:
+            gpus = ", ".join(sorted({o.gpu for o in offers})) or "none"
+            raise GatewayError(f"no {provider} offer for gpu {spec.gpu!r} (offered: {gpus})", status=409,
+                               param="gpu", code="no_offer", headers={"x-should-retry": "false"})
         live = await self._call(adapter.list)
         others = sum(1 for i in live if i.identity != identity and i.status in (State.RUNNING, State.PENDING))
         facts = Facts(action="compute.provision", principal=principal, provider=provider,
                       model=template if provider == "local" else None, gpu=spec.gpu,
-                      cost_per_hour=None if offer is None else offer.cost_per_hour, budget=spec.budget,
+                      cost_per_hour=offer.cost_per_hour, budget=spec.budget,
                       instance_count=others, template=spec.template)
         with self._span("compute.provision", {"canonic.compute.provider": provider, "canonic.compute.gpu": spec.gpu,
                                               "canonic.compute.identity": identity}) as span:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from gateway.cli import compute as _compute
 from gateway.cli import ledger as _ledger
 from gateway.cli import serve as _serve
 from gateway.cli import token as _token
@@ -25,6 +26,7 @@ def build() -> typer.Typer:
     _token.register(app)
     _validate.register(app)
     _ledger.register(app)
+    _compute.register(app)
     return app
 
 
