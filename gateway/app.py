@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateway.upstreams import UpstreamRegistry
 
         state.upstreams = UpstreamRegistry(state.governance.policy)
-        state.forwarder = Forwarder(state.upstreams)
+        state.forwarder = Forwarder(state.upstreams, telemetry=state.telemetry)
         await state.forwarder.start()
         # -- decision ledger (unavailable -> governed actions answer 503 until it recovers) --
         from gateway.ledger import Ledger

@@ -138,12 +138,22 @@ def bearer_token(request: Request) -> str:
 def require(scope: str) -> Callable[[Request], Principal]:
     """A FastAPI dependency: the request's principal, which must hold ``scope``."""
 
-    def dependency(request: Request) -> Principal:
-        verifier: Verifier = request.app.state.verifier
-        principal = verifier.verify(bearer_token(request))
-        if scope not in principal.scopes:
-            raise Forbidden(f"token lacks the '{scope}' scope", code="insufficient_scope")
-        request.state.principal = principal
-        return principal
+    async def dependency(request: Request) -> Principal:
+        state = request.app.state
+        telemetry = getattr(state, "telemetry", None)
+        if telemetry is None or not telemetry.tracing:
+            return _authorize(request, state.verifier, scope)
+        with telemetry.span("auth", {"canonic.auth.scope": scope}) as span:
+            principal = _authorize(request, state.verifier, scope)
+            span.set_attribute("canonic.principal", principal.sub)
+            return principal
 
     return dependency
+
+
+def _authorize(request: Request, verifier: Verifier, scope: str) -> Principal:
+    principal = verifier.verify(bearer_token(request))
+    if scope not in principal.scopes:
+        raise Forbidden(f"token lacks the '{scope}' scope", code="insufficient_scope")
+    request.state.principal = principal
+    return principal

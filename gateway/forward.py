@@ -27,6 +27,8 @@ import aiohttp
 
 from gateway import sse
 from gateway.errors import GatewayError
+from gateway.telemetry import Telemetry
+from gateway.upstream_span import AttemptSpan as _AttemptSpan
 from gateway.upstreams import Upstream, UpstreamRegistry, learn_max_model_len
 
 RETRY_CAP_S = 4.0  # longest wait between two tries, and the longest Retry-After we wait out
@@ -117,8 +119,10 @@ def _upstream_error(raw: bytes) -> tuple[str, str | None]:
 
 
 class Forwarder:
-    def __init__(self, registry: UpstreamRegistry, *, rng: random.Random | None = None) -> None:
+    def __init__(self, registry: UpstreamRegistry, *, rng: random.Random | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         self.registry = registry
+        self.telemetry = telemetry
         self.session: aiohttp.ClientSession | None = None
         self._rng = rng or random.Random()
         self._probes: set[asyncio.Task] = set()
@@ -196,20 +200,40 @@ class Forwarder:
                     await asyncio.sleep(self._delay(tries_here, binding.retry_delay_ms, last.retry_after))
                 attempts += 1
                 tries_here += 1
+                if attempts > 1:
+                    self._count_retry(binding.name, switched=index > 0 and tries_here == 1, primary=phases[0].name)
+                span = _AttemptSpan(self.telemetry, call, binding, upstream, attempts)
                 try:
-                    served = await self._attempt(upstream, call, body, timeouts, on_stream_end)
+                    served = await self._attempt(upstream, call, body, timeouts, span.wrap(on_stream_end),
+                                                 span.headers)
                 except Failure as failure:
                     failure.provider = binding.name
                     last = failure
                     self._note(upstream, failure)
+                    span.failed(failure)
                     if not failure.retryable:
                         raise self._final(failure, binding.name) from None
                     previous = upstream
                     continue
                 upstream.circuit.success()
+                self._circuit_metric(upstream)
                 served.provider, served.attempts = binding.name, attempts
+                if served.stream is None:
+                    span.done(served.usage)
                 return served
         raise self._exhausted(last, phases)
+
+    def _count_retry(self, provider: str, *, switched: bool, primary: str) -> None:
+        if self.telemetry is None:
+            return
+        if switched:
+            self.telemetry.metrics.record_fallback(primary, provider)
+        else:
+            self.telemetry.metrics.record_retry(provider)
+
+    def _circuit_metric(self, upstream: Upstream) -> None:
+        if self.telemetry is not None:
+            self.telemetry.metrics.set_circuit(f"{upstream.provider}/{upstream.instance_id}", upstream.circuit.state)
 
     def _delay(self, n: int, base_ms: int, retry_after: float | None) -> float:
         if retry_after is not None and 0 <= retry_after <= RETRY_CAP_S:
@@ -217,8 +241,7 @@ class Forwarder:
         delay = min(RETRY_CAP_S, max(0, base_ms) / 1000 * (2 ** max(0, n - 1)))
         return delay * (1 - 0.25 * self._rng.random())
 
-    @staticmethod
-    def _note(upstream: Upstream, failure: Failure) -> None:
+    def _note(self, upstream: Upstream, failure: Failure) -> None:
         circuit = upstream.circuit
         if failure.kind == "status" and failure.status == 429:
             if failure.retry_after is not None and failure.retry_after > RETRY_CAP_S:
@@ -227,11 +250,14 @@ class Forwarder:
             circuit.failure(refused=failure.refused)
         else:
             circuit.success()  # a 4xx comes from a live, healthy upstream
+        self._circuit_metric(upstream)
 
-    async def _attempt(self, upstream: Upstream, call: Call, body: bytes, t: Timeouts, on_end) -> Served:
+    async def _attempt(self, upstream: Upstream, call: Call, body: bytes, t: Timeouts, on_end,
+                       trace_headers: dict[str, str]) -> Served:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        headers = {"Content-Type": "application/json", "x-request-id": call.request_id, **upstream.headers()}
+        headers = {"Content-Type": "application/json", "x-request-id": call.request_id, **trace_headers,
+                   **upstream.headers()}
         first_deadline = start + (t.first_byte if call.stream else t.total)
         resp = None
         try:

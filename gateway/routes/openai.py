@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gateway import audit
 from gateway.auth import Principal, require
 from gateway.errors import GatewayError
 from gateway.forward import Call
@@ -22,9 +23,10 @@ router = APIRouter(tags=["inference"])
 
 async def record_decision(request: Request, decision: Decision, facts: Facts, outcome: dict) -> None:
     """Called once per decision: a denial before its response; an allowed call when its response
-    or stream ends, with outcome {status, provider, attempts, latency_ms, usage}. The lead wires
-    the decision ledger and telemetry in here."""
-    return None
+    or stream ends, with outcome {status, provider, attempts, latency_ms, usage}."""
+    if decision.allow and outcome.get("provider"):
+        request.app.state.telemetry.annotate(request, model=facts.model or "", provider=outcome["provider"])
+    await audit.record(request, decision, facts, outcome)
 
 
 @router.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible)",
@@ -43,9 +45,9 @@ async def completions(request: Request, principal: Principal = Depends(require("
 async def list_models(request: Request, principal: Principal = Depends(require("inference"))) -> JSONResponse:
     state = request.app.state
     policy = state.governance.policy
+    audit.require_ledger(request)
     facts = Facts(action="inference.models", principal=principal.sub)
-    decision = policy.decide(facts)
-    request.state.decision_id = decision.id
+    decision = audit.decide(request, facts)
     if not decision.allow:
         await record_decision(request, decision, facts, {"status": "denied"})
         raise denial(decision, policy)
@@ -67,13 +69,13 @@ async def list_models(request: Request, principal: Principal = Depends(require("
 async def _complete(request: Request, principal: Principal, *, chat: bool) -> Response:
     started = time.perf_counter()
     state = request.app.state
+    audit.require_ledger(request)
     obj = await read_json(request, state.settings.max_body_bytes)
     req = validate(ChatRequest if chat else CompletionRequest, obj)
     policy = state.governance.policy
     facts = Facts(action="inference.chat" if chat else "inference.completion", principal=principal.sub,
                   model=req.model, max_tokens=req.requested_tokens())
-    decision = policy.decide(facts)
-    request.state.decision_id = decision.id
+    decision = audit.decide(request, facts)
     if not decision.allow:
         await record_decision(request, decision, facts, {"status": "denied"})
         raise denial(decision, policy, routable=bool(state.upstreams.all()))
@@ -112,6 +114,9 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
         await finish(err.status)
         raise
     outcome["provider"], outcome["attempts"] = served.provider, served.attempts
+    # A stream is handed over at its first content event (the first-byte commit point), so this is
+    # the time to first token as the client will see it; a whole body's is its latency.
+    state.telemetry.annotate(request, ttft_s=time.perf_counter() - started)
     headers = {"x-canonic-decision-id": decision.id, "x-canonic-provider": served.provider,
                "x-canonic-max-tokens": str(max_tokens)}
     if served.stream is not None:
