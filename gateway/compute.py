@@ -14,18 +14,17 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from gateway.compute_errors import translate
-from gateway.errors import BadRequest, Forbidden, GatewayError, GatewayTimeout
+from gateway.compute_errors import NullSpan, denial, not_found, translate, unavailable
+from gateway.compute_providers import build_providers, choose_offer, make_spec
+from gateway.errors import BadRequest, GatewayError, GatewayTimeout
 from gateway.health_gate import GateFailed, health_gate
 from gateway.settings import Settings
 from governance.decision import Decision, Facts
 from providers.contract import Instance, Offer, Spec
-from providers.errors import InstanceNotFound, ProviderError, ProviderUnavailable
-from providers.lifecycle import Deadlines, State
-from providers.local import LocalBackend
+from providers.errors import ProviderError
+from providers.lifecycle import State
 from providers.managed import ManagedProvider
 
 log = logging.getLogger("canonic.compute")
@@ -37,50 +36,6 @@ EPHEMERAL = frozenset({"local"})
 EMBEDDED_DISK_GB = 1.0
 EMBEDDED_PRINCIPAL = "gateway:embedded"
 THREAD_DRAIN_S = 60.0
-
-
-def build_providers(settings: Settings) -> dict[str, ManagedProvider]:
-    """The compute providers this gateway can drive, from Settings and the bindings' values."""
-    values = settings.binding_values()
-    model_path = (values.get("LOCAL_MODEL_PATH") or "").strip()
-    try:
-        n_ctx = int(values.get("LOCAL_N_CTX") or 2048)
-    except ValueError:
-        n_ctx = 2048  # the Policy reports the bad binding; the adapter keeps a sane default
-    deadlines = Deadlines(
-        spinup_s=settings.spinup_timeout_s,
-        progress_every_s=settings.progress_interval_s,
-        teardown_s=settings.teardown_timeout_s,
-        pull_s=settings.pull_timeout_s,
-        lock_s=settings.spinup_timeout_s + settings.health_gate_timeout_s + 30.0,
-    )
-    backend = LocalBackend(
-        instances_dir=settings.resolve(settings.instances_dir),
-        model=(values.get("LOCAL_MODEL") or "gemma-3-270m").strip(),
-        model_path=Path(model_path) if model_path else None,
-        n_ctx=n_ctx,
-    )
-    tracking = settings.resolve(settings.tracking_dir)
-    return {"local": ManagedProvider(backend, tracking_dir=tracking, deadlines=deadlines)}
-
-
-def _spec(gpu: str, disk_gb: float, template: str, budget: float | None) -> Spec:
-    try:
-        return Spec(gpu=gpu, disk_gb=disk_gb, template=template, budget=budget).normalized()
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"invalid spinup request: {exc}", code="invalid_value") from None
-
-
-def _choose(offers: list[Offer], spec: Spec) -> Offer | None:
-    matching = [o for o in offers if o.gpu.lower() == spec.gpu.lower()]
-    return min(matching, key=lambda o: o.cost_per_hour) if matching else None
-
-
-def denial(decision: Decision) -> Forbidden:
-    reason = "; ".join(decision.reasons) or decision.reason_code
-    rules = f" (rule {', '.join(decision.rule_ids)})" if decision.rule_ids else ""
-    return Forbidden(f"denied by policy: {reason}{rules}", code=decision.reason_code,
-                     headers={"x-should-retry": "false", "x-canonic-decision-id": decision.id})
 
 
 class ComputeService:
@@ -238,7 +193,7 @@ class ComputeService:
 
     def _span(self, name: str, attributes: dict[str, Any]):
         if self.telemetry is None:
-            return _NullSpan()
+            return NullSpan()
         return self.telemetry.span(name, {k: v for k, v in attributes.items() if v is not None})
 
     # -- provision ---------------------------------------------------------------------------
@@ -247,13 +202,13 @@ class ComputeService:
                      request_id: str | None = None) -> Instance:
         started = time.perf_counter()
         adapter = self.provider(provider)
-        spec = _spec(gpu, disk_gb, template, budget)
+        spec = make_spec(gpu, disk_gb, template, budget)
         identity = spec.identity(adapter.name)
         availability = await self._call(adapter.available)
         if not availability.ok:
-            raise translate(_unavailable(adapter.name, availability))
+            raise translate(unavailable(adapter.name, availability))
         offers = await self._call(adapter.offers, spec)
-        offer = _choose(offers, spec)
+        offer = choose_offer(offers, spec)
         if offer is None:
             gpus = ", ".join(sorted({o.gpu for o in offers})) or "none"
             raise GatewayError(f"no {provider} offer for gpu {spec.gpu!r} (offered: {gpus})", status=409,
@@ -323,7 +278,7 @@ class ComputeService:
         try:
             availability = await self._call(adapter.available)
             if not availability.ok:
-                raise translate(_unavailable(adapter.name, availability))
+                raise translate(unavailable(adapter.name, availability))
             found = await self._call(adapter.offers, None)
         except GatewayError as err:
             await self._record(decision, facts, request_id=request_id, started=started, outcome="failed",
@@ -355,7 +310,7 @@ class ComputeService:
                 return name, match
             if provider.tracker.known(instance_id):
                 return name, None
-        raise translate(_not_found(instance_id, ", ".join(sorted(self.providers))))
+        raise translate(not_found(instance_id, ", ".join(sorted(self.providers))))
 
     async def get(self, *, principal: str, instance_id: str, request_id: str | None = None) -> Instance:
         started = time.perf_counter()
@@ -423,22 +378,3 @@ class ComputeService:
                                status=200)
             results.extend(r.to_json() for r in done)
         return results
-
-
-def _unavailable(name: str, availability: Any) -> ProviderError:
-    return ProviderUnavailable(name, availability.reason, availability.install_hint)
-
-
-def _not_found(instance_id: str, providers: str) -> ProviderError:
-    return InstanceNotFound(instance_id, providers)
-
-
-class _NullSpan:
-    def __enter__(self) -> _NullSpan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def set_attribute(self, key: str, value: object) -> None:
-        return None

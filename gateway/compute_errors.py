@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError
+from typing import Any
+
+from gateway.errors import Forbidden, GatewayError
+from governance.decision import Decision
 from providers import errors as pe
+from providers.errors import InstanceNotFound, ProviderError, ProviderUnavailable
 
 # (error class, HTTP status, code); the first match wins, so subclasses come first.
 _TABLE: tuple[tuple[type[pe.ProviderError], int, str], ...] = (
@@ -39,3 +43,29 @@ def translate(exc: pe.ProviderError) -> GatewayError:
 # How a CLI run ends for each status: 1 refused or failed, 2 could not run.
 def exit_code(err: GatewayError) -> int:
     return 2 if err.status in (503,) and err.code in ("provider_unavailable", "ledger_unavailable") else 1
+
+
+def denial(decision: Decision) -> Forbidden:
+    reason = "; ".join(decision.reasons) or decision.reason_code
+    rules = f" (rule {', '.join(decision.rule_ids)})" if decision.rule_ids else ""
+    return Forbidden(f"denied by policy: {reason}{rules}", code=decision.reason_code,
+                     headers={"x-should-retry": "false", "x-canonic-decision-id": decision.id})
+
+
+def unavailable(name: str, availability: Any) -> ProviderError:
+    return ProviderUnavailable(name, availability.reason, availability.install_hint)
+
+
+def not_found(instance_id: str, providers: str) -> ProviderError:
+    return InstanceNotFound(instance_id, providers)
+
+
+class NullSpan:
+    def __enter__(self) -> NullSpan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def set_attribute(self, key: str, value: object) -> None:
+        return None
