@@ -328,8 +328,8 @@ class Forwarder:
         if last is None:
             upstreams = [u for b in phases for u in self.registry.for_provider(b.name)]
             if not upstreams:
-                return GatewayError(f"provider {phases[0].name} has no routable upstream (no instance is "
-                                    "registered)", status=503, code="upstream_unavailable",
+                return GatewayError(f"provider {phases[0].name} has no routable upstream for model "
+                                    f"{phases[0].model!r} (no instance is registered)", status=503, code="upstream_unavailable",
                                     headers={**headers, "Retry-After": "5", "x-canonic-provider": phases[0].name})
             wait = min((u.circuit.retry_after_s() for u in upstreams), default=1.0)
             headers["Retry-After"] = str(max(1, round(wait + 0.499)))

@@ -109,7 +109,7 @@ def test_killed_model_fails_closed_then_spinup_brings_it_back(gw):
     with pytest.raises(openai.APIStatusError) as caught:
         gw.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 503
-    assert "LOCAL" in caught.value.message
+    assert "LOCAL" in caught.value.message and "gemma-3-270m" in caught.value.message
     with gw.http() as http:
         assert http.get("/v1/compute/instances").json() == []
         back = http.post("/v1/compute/instances", json=SPEC)
