@@ -219,7 +219,7 @@ class Forwarder:
                 self._circuit_metric(upstream)
                 served.provider, served.attempts = binding.name, attempts
                 if served.stream is None:
-                    span.done(served.usage)
+                    span.done(served.usage, body=served.body)
                 return served
         raise self._exhausted(last, phases)
 

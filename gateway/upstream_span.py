@@ -3,6 +3,7 @@ fails, when a non-stream body has arrived, or when a relayed stream ends."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.telemetry import (
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MAX_TOKENS,
     GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_FINISH_REASONS,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
@@ -27,6 +29,15 @@ from gateway.telemetry import (
 )
 
 _NO_HEADERS: dict[str, str] = {}
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+
+
+def finish_reasons(body: bytes | None) -> list[str]:
+    """The choices' finish reasons in a non-stream body, found without parsing it (an upstream's
+    JSON escapes quotes inside strings, so a content string cannot fake a match)."""
+    if not body:
+        return []
+    return [m.decode() for m in _FINISH_REASON.findall(body)]
 
 
 class AttemptSpan:
@@ -67,10 +78,14 @@ class AttemptSpan:
         self.span.set_status(Status(StatusCode.ERROR, failure.kind))
         self._end()
 
-    def done(self, usage: dict[str, Any] | None, status: str = "ok") -> None:
+    def done(self, usage: dict[str, Any] | None, status: str = "ok", body: bytes | None = None) -> None:
+        """End the attempt; ``body`` (a non-stream answer) gives ``gen_ai.response.finish_reasons``."""
         if self.span is None or self._ended:
             return
         self.span.set_attribute(GEN_AI_RESPONSE_MODEL, self.model)
+        reasons = finish_reasons(body)
+        if reasons:
+            self.span.set_attribute(GEN_AI_RESPONSE_FINISH_REASONS, reasons)
         if usage:
             if isinstance(usage.get("prompt_tokens"), int):
                 self.span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, usage["prompt_tokens"])
