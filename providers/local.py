@@ -134,6 +134,9 @@ class LocalBackend:
             self.python, "-m", "llama_cpp.server", "--model", str(model_file), "--model_alias", self.model,
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx),
             "--chat_format", self.chat_format,
+            # Queue requests instead of cutting a running stream short whenever another request
+            # (a second caller, or a /v1/models health probe) arrives.
+            "--interrupt_requests", "False",
         ]
         try:
             with (workdir / "server.log").open("ab") as log_file:
