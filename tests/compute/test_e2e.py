@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 
+import httpx
 import openai
 import pytest
 
@@ -99,6 +101,25 @@ def test_async_chat_stream_and_non_stream(gw):
     done, streamed = asyncio.run(go())
     assert done.choices[0].message.content.strip() and done.usage.total_tokens > 0
     assert streamed.strip()
+
+
+def test_a_probe_during_a_stream_does_not_cut_it_short(gw):
+    """llama.cpp's default interrupts a running stream when any request arrives (a health probe)."""
+    port = gw.app.state.upstreams.for_provider("LOCAL")[0].base_url.rsplit(":", 1)[1].split("/")[0]
+    stream = gw.client().chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Write a long story."}], max_tokens=CLAMP, stream=True)
+    probe = None
+    finish, chunks = None, 0
+    for chunk in stream:
+        if probe is None:
+            probe = threading.Thread(target=httpx.get, args=(f"http://127.0.0.1:{port}/v1/models",),
+                                     kwargs={"timeout": 30, "trust_env": False})
+            probe.start()
+        if chunk.choices:
+            chunks += bool(chunk.choices[0].delta.content)
+            finish = chunk.choices[0].finish_reason or finish
+    probe.join(timeout=30)
+    assert finish == "length" and chunks >= CLAMP - 1
 
 
 def test_killed_model_fails_closed_then_spinup_brings_it_back(gw):
