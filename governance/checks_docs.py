@@ -42,15 +42,13 @@ STOPLIST = frozenset(
 STUBS = frozenset({"", "-", "—", "–", "tbd", "todo", "n/a", "governed term in this scope vocabulary."})
 TERM_RE = re.compile(r"(?<![A-Za-z0-9_\-./{])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?![A-Za-z0-9_\-}]|\.[A-Za-z])")
 _CODE_SPAN = re.compile(r"`[^`]*`")
-_CHECK_SUFFIX = re.compile(r"\(check:[^)]*\)")
-_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)>\]|`]+", re.IGNORECASE)
-HOST_RE = re.compile(
-    r"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|org|net|io|ai|dev|cloud|co|xyz|info|biz|internal|local)\b"
-    r"|\blocalhost\b",
-    re.IGNORECASE,
-)
-IP_RE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+# Every pattern below is linear in the line's length (bounded or unambiguous quantifiers):
+# documents come from callers of POST /validate.
+_CHECK_SUFFIX = re.compile(r"\(check:[^()]{0,300}\)")
+_LINK = re.compile(r"\[[^\[\]]{0,300}\]\(([^)\s]{1,300})\)")
+URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]{0,30}://[^\s)>\]|`]+", re.IGNORECASE)
+_HOSTISH = re.compile(r"[A-Za-z0-9.-]+")
+TLDS = frozenset({"com", "org", "net", "io", "ai", "dev", "cloud", "co", "xyz", "info", "biz", "internal", "local"})
 SECRET_PATTERNS = (
     ("private key block", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
@@ -149,6 +147,13 @@ def declare(scope: Scope, canon: Doc | None) -> list[Finding]:
         out.append(
             F("NO_MUST", "files_present", "DECLARE", path, 1, "CANON.md holds no MUST or MUST NOT constraint")
         )
+    for cap in scope.capabilities:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", cap):
+            line = next((h.line for h in canon.headings if h.title.lower() == "capabilities"), 1)
+            out.append(
+                F("MALFORMED_CAPABILITY", "files_present", "DECLARE", path, line, "capabilities are SCREAMING_CASE terms")
+            )
+            break
     if canon.unclosed_fence:
         out.append(
             F(
@@ -204,6 +209,22 @@ def vocab_closure(scope: Scope, docs: Mapping[str, Doc], defined: set[str], bit:
     return out
 
 
+def host_literal(text: str) -> str | None:
+    """'hostname' or 'IP address' when ``text`` holds one, else None."""
+    for m in _HOSTISH.finditer(text):
+        token = m.group(0).strip(".-").lower()
+        if token == "localhost":
+            return "hostname"
+        labels = token.split(".")
+        if len(labels) < 2 or not all(labels):
+            continue
+        if len(labels) == 4 and all(x.isdigit() and len(x) <= 3 and int(x) <= 255 for x in labels):
+            return "IP address"
+        if labels[-1] in TLDS:
+            return "hostname"
+    return None
+
+
 def literals(docs: Iterable[Doc], spec_path: str, bit_for) -> list[Finding]:
     """Secrets anywhere; URL, host and IP literals except surface routes and LEARNING sources."""
     out: list[Finding] = []
@@ -235,13 +256,8 @@ def literals(docs: Iterable[Doc], spec_path: str, bit_for) -> list[Finding]:
                 and not raw.lstrip().startswith("|")
             ):
                 continue  # a surface route
-            hit = URL_RE.search(text) or HOST_RE.search(URL_RE.sub(" ", text)) or IP_RE.search(text)
-            if hit:
-                what = (
-                    "URL"
-                    if "://" in hit.group(0)
-                    else ("IP address" if IP_RE.fullmatch(hit.group(0)) else "hostname")
-                )
+            what = "URL" if URL_RE.search(text) else host_literal(URL_RE.sub(" ", text))
+            if what:
                 out.append(
                     F(
                         "LITERAL_ENDPOINT",
@@ -287,6 +303,17 @@ def structure(docs: Iterable[Doc], present: set[str], bit_for) -> list[Finding]:
                             f"link target {target} not found",
                         )
                     )
+        for line in doc.long_lines:
+            out.append(
+                F(
+                    "LINE_TOO_LONG",
+                    "files_present",
+                    bit_for(doc.path, "STRUCTURE"),
+                    doc.path,
+                    line,
+                    "line is longer than 2000 characters; only its start was checked",
+                )
+            )
         if doc.unclosed_fence and not doc.path.endswith("CANON.md"):
             out.append(
                 F(

@@ -12,7 +12,7 @@ from governance.ir import Finding, LedgerRow, Scope
 
 _ARCHIVE = re.compile(r"LEARNING-[A-Za-z0-9_.-]+\.md$")
 _SOURCE = re.compile(
-    r"[\w./-]+\.md\b|\b[0-9a-f]{7,40}\b|[a-z][a-z0-9+.-]*://\S+|\bissue \d+\b", re.IGNORECASE
+    r"[\w./-]{1,200}\.md\b|\b[0-9a-f]{7,40}\b|[a-z][a-z0-9+.-]{0,30}://\S|\bissue \d+\b", re.IGNORECASE
 )
 
 

@@ -105,7 +105,7 @@ def claim_findings(scope: Scope, bits: Mapping[str, bool], files: Mapping[str, s
                     f"row says PASS but {name} is computed off",
                 )
             )
-        for ref in re.findall(r"[A-Za-z0-9_./-]+\.md", row.evidence):
+        for ref in re.findall(r"[A-Za-z0-9_./-]{1,200}\.md", row.evidence):
             target = ref if "/" in ref else scope.path(ref)
             if not files.get(target, "").strip():
                 out.append(

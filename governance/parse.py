@@ -48,11 +48,9 @@ CHECK_KINDS = frozenset(
 )
 
 _MODAL = r"MUST NOT|MUST|SHALL NOT|SHALL|SHOULD NOT|SHOULD|MAY"
-CONSTRAINT_RE = re.compile(
-    rf"^(?P<modal>{_MODAL})\s*:?\s+(?P<text>.+?)"
-    r"(?:\s+\(check:\s*(?P<kind>[a-z_]+)(?P<args>[^)]*)\))?\s*$"
-)
-_SPLIT_RE = re.compile(r"\s+(?=\b(?:MUST|SHOULD)(?: NOT)?:)")
+CONSTRAINT_RE = re.compile(rf"^(?P<modal>{_MODAL})(?::\s*|\s+)(?P<text>\S.*)$")
+_CHECK_RE = re.compile(r"\(check:\s*(?P<kind>[a-z_]+)(?P<args>[^()]*)\)$")
+_SPLIT_RE = re.compile(r"(?<=\s)(?=(?:MUST|SHOULD)(?: NOT)?:)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s*)")
 _MODAL_START = re.compile(r"^(?:must|shall|should|may)\b", re.IGNORECASE)
 _SCORE_RE = re.compile(r"^\**\s*Score:?\**\s*:?\s*(\d+)\s*/\s*255\b", re.IGNORECASE)
@@ -80,6 +78,24 @@ def _finding(
     return Finding(severity, code, kind, file, line, msg, bit)
 
 
+def split_constraint(line: str) -> tuple[str, str, str | None, str] | None:
+    """``MODALITY[:] text [(check: kind args)]`` -> (modality, text, kind, args), or None when
+    the line is malformed. SHALL folds into MUST. Linear in the line's length."""
+    m = CONSTRAINT_RE.match(line)
+    if not m:
+        return None
+    text, kind, args = m.group("text").rstrip(), None, ""
+    at = text.rfind("(check:")
+    if at >= 0:
+        cm = _CHECK_RE.match(text, at)
+        if cm is None or at == 0 or not text[at - 1].isspace():
+            return None
+        kind, args, text = cm.group("kind"), cm.group("args").strip(), text[:at].rstrip()
+    if not text or "(check:" in text:
+        return None
+    return m.group("modal").replace("SHALL", "MUST"), text, kind, args
+
+
 def _constraints(scope: Scope, doc: Doc) -> None:
     for i, raw in enumerate(doc.lines):
         if doc.kind[i] not in ("text", "fence") or not raw.strip():
@@ -104,8 +120,8 @@ def _constraints(scope: Scope, doc: Doc) -> None:
                 )
             )
         for part in parts:
-            m = CONSTRAINT_RE.match(part)
-            if not m or "(check:" in m.group("text"):
+            parsed = split_constraint(part.strip())
+            if parsed is None:
                 scope.parse_findings.append(
                     _finding(
                         "MALFORMED_CONSTRAINT",
@@ -117,8 +133,8 @@ def _constraints(scope: Scope, doc: Doc) -> None:
                     )
                 )
                 continue
-            modal = m.group("modal").replace("SHALL", "MUST")
-            kind, args, mapped = m.group("kind"), (m.group("args") or "").strip(), "explicit"
+            modal, text, kind, args = parsed
+            mapped = "explicit"
             if kind is None:
                 mapped = "none"
             elif kind not in CHECK_KINDS:
@@ -134,7 +150,7 @@ def _constraints(scope: Scope, doc: Doc) -> None:
                 )
                 kind, mapped = None, "none"
             scope.constraints.append(
-                Constraint(scope.name, doc.path, i + 1, modal, m.group("text").strip(), kind, args, mapped)
+                Constraint(scope.name, doc.path, i + 1, modal, text, kind, args, mapped)
             )
 
 

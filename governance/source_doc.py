@@ -10,7 +10,10 @@ from markdown_it import MarkdownIt
 
 from governance.ir import Heading
 
-_HEADER_KEY = re.compile(r"^(inherits|scope):\s*(\S.*?)\s*$")
+_HEADER_KEY = re.compile(r"^(inherits|scope):\s*(\S.*)$")  # matched against stripped lines
+# Longer lines are cut to this length before any line grammar runs (and reported): it keeps every
+# regex pass linear in the size of the input.
+MAX_LINE_CHARS = 2000
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Doc:
     list_item: list[bool] = field(default_factory=list)
     header: dict[str, tuple[str, int]] = field(default_factory=dict)  # inherits/scope -> (value, line)
     unclosed_fence: int | None = None
+    long_lines: list[int] = field(default_factory=list)  # 1-based lines cut to MAX_LINE_CHARS
 
 
 def new_markdown() -> MarkdownIt:
@@ -35,8 +39,12 @@ def new_markdown() -> MarkdownIt:
 
 def read_doc(md: MarkdownIt, path: str, text: str) -> Doc:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # markdown-it's own line breaks
+    long_lines = [i + 1 for i, raw in enumerate(lines) if len(raw) > MAX_LINE_CHARS]
+    for i in long_lines:
+        lines[i - 1] = lines[i - 1][:MAX_LINE_CHARS]
     n = len(lines)
     doc = Doc(path, lines, section=[""] * n, kind=["text"] * n, list_item=[False] * n)
+    doc.long_lines = long_lines
     body = lines
     if lines and lines[0].strip() == "---":
         for end in range(1, n):

@@ -8,6 +8,7 @@ content type. File names are keys only: no path from the caller is ever opened.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import Any
@@ -88,7 +89,9 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
     state = request.app.state
     settings = state.settings
     if settings.validate_requires_auth:
-        require("governance:read")(request)
+        checked = require("governance:read")(request)
+        if inspect.isawaitable(checked):  # the dependency may be sync or async
+            await checked
     if format not in FORMATS:
         raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format", code="invalid_value")
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -75,3 +75,35 @@ def test_never_crashes_and_junk_is_not_valid(edits, with_previous):
 def test_junk_alone_never_validates(files):
     r = compile_files(files)
     assert not r.valid
+
+
+PATHOLOGICAL = {
+    "spaces in a constraint": "## Constraints\n\nMUST: a" + " " * 20000 + "x\n",
+    "hyphenated word": "a-" * 20000,
+    "dotted word": "a." * 20000,
+    "underscored caps": "A_" * 20000,
+    "open brackets": "[" * 40000,
+    "open check suffixes": "## Constraints\n\n- MUST: x " + "(check:" * 5000,
+    "open links": "[a](" * 10000,
+    "run-together constraints": "## Constraints\n\n" + "- MUST: x MUST NOT: y\n" * 5000,
+    "junk capabilities": "MUST: x MUST NOT: y\n" * 5000,
+}
+
+
+def test_pathological_documents_compile_in_bounded_time():
+    import time
+
+    for label, payload in PATHOLOGICAL.items():
+        files = {**REPO_FILES, "CANON.md": REPO_FILES["CANON.md"] + "\n" + payload}
+        t0 = time.perf_counter()
+        r = compile_files(files)
+        assert time.perf_counter() - t0 < 3.0, label
+        assert not r.valid or r.score < 255, label  # never passes as a clean, full scope
+
+
+def test_long_lines_are_reported_not_silently_cut():
+    files = {**REPO_FILES, "README.md": REPO_FILES["README.md"] + "\n" + "word " * 1000 + "\n"}
+    r = compile_files(files)
+    assert [(f.code, f.file, f.bit) for f in r.errors if f.code == "LINE_TOO_LONG"] == [
+        ("LINE_TOO_LONG", "README.md", "STRUCTURE")
+    ]
