@@ -1,5 +1,5 @@
-"""Document checks: files present, declaration shape, vocabulary closure, literals, structure,
-roadmap. Each function takes parsed scopes/docs and returns findings; none reads the disk."""
+"""Document checks: files present, declaration shape, vocabulary closure, structure, roadmap
+(literals live in checks_literals). Each function takes parsed scopes/docs and returns findings; none reads the disk."""
 
 from __future__ import annotations
 
@@ -47,24 +47,6 @@ _CODE_SPAN = re.compile(r"`[^`]*`")
 _CHECK_SUFFIX = re.compile(r"\(check:[^()]{0,300}\)")
 _LINK = re.compile(r"\[[^\[\]]{0,300}\]\(([^)\s]{1,300})\)")
 URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]{0,30}://[^\s)>\]|`]+", re.IGNORECASE)
-_HOSTISH = re.compile(r"[A-Za-z0-9.-]+")
-TLDS = frozenset({"com", "org", "net", "io", "ai", "dev", "cloud", "co", "xyz", "info", "biz", "internal", "local"})
-SECRET_PATTERNS = (
-    ("private key block", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("OpenAI-style API key", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
-    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
-    ("Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")),
-    ("bearer credential", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/-]{16,}=*")),
-    (
-        "assigned secret",
-        re.compile(
-            r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\s*[:=]\s*['\"]?[A-Za-z0-9/+_.-]{16,}"
-        ),
-    ),
-)
 
 
 def F(
@@ -151,7 +133,14 @@ def declare(scope: Scope, canon: Doc | None) -> list[Finding]:
         if not re.fullmatch(r"[A-Z][A-Z0-9_]*", cap):
             line = next((h.line for h in canon.headings if h.title.lower() == "capabilities"), 1)
             out.append(
-                F("MALFORMED_CAPABILITY", "files_present", "DECLARE", path, line, "capabilities are SCREAMING_CASE terms")
+                F(
+                    "MALFORMED_CAPABILITY",
+                    "files_present",
+                    "DECLARE",
+                    path,
+                    line,
+                    "capabilities are SCREAMING_CASE terms",
+                )
             )
             break
     if canon.unclosed_fence:
@@ -206,68 +195,6 @@ def vocab_closure(scope: Scope, docs: Mapping[str, Doc], defined: set[str], bit:
             out.append(
                 F("STUB_TERM", "vocab_closure", bit, t.file, t.line, f"{t.term} has a stub definition")
             )
-    return out
-
-
-def host_literal(text: str) -> str | None:
-    """'hostname' or 'IP address' when ``text`` holds one, else None."""
-    for m in _HOSTISH.finditer(text):
-        token = m.group(0).strip(".-").lower()
-        if token == "localhost":
-            return "hostname"
-        labels = token.split(".")
-        if len(labels) < 2 or not all(labels):
-            continue
-        if len(labels) == 4 and all(x.isdigit() and len(x) <= 3 and int(x) <= 255 for x in labels):
-            return "IP address"
-        if labels[-1] in TLDS:
-            return "hostname"
-    return None
-
-
-def literals(docs: Iterable[Doc], spec_path: str, bit_for) -> list[Finding]:
-    """Secrets anywhere; URL, host and IP literals except surface routes and LEARNING sources."""
-    out: list[Finding] = []
-    for doc in docs:
-        learning = re.search(r"(^|/)LEARNING(-[^/]*)?\.md$", doc.path) is not None
-        for i, raw in enumerate(doc.lines):
-            if not raw.strip():
-                continue
-            for label, rx in SECRET_PATTERNS:
-                if rx.search(raw):
-                    out.append(
-                        F(
-                            "LITERAL_SECRET",
-                            "no_literals",
-                            bit_for(doc.path, "STRUCTURE"),
-                            doc.path,
-                            i + 1,
-                            f"credential-like literal ({label}); declare a secret binding instead",
-                        )
-                    )
-                    break
-            text = raw
-            if learning and raw.lstrip().startswith("|"):
-                text = raw.rstrip().rstrip("|").rsplit("|", 1)[0]  # the Source cell may cite a URL
-            if (
-                doc.path == spec_path
-                and doc.section[i].lower().startswith("routes")
-                and "://" in raw
-                and not raw.lstrip().startswith("|")
-            ):
-                continue  # a surface route
-            what = "URL" if URL_RE.search(text) else host_literal(URL_RE.sub(" ", text))
-            if what:
-                out.append(
-                    F(
-                        "LITERAL_ENDPOINT",
-                        "no_literals",
-                        bit_for(doc.path, None),
-                        doc.path,
-                        i + 1,
-                        f"{what} literal in a governance document; endpoints come from bindings",
-                    )
-                )
     return out
 
 

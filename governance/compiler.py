@@ -10,7 +10,15 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from governance import checks, checks_chain, checks_docs, checks_ledger, checks_spec, coverage
+from governance import (
+    checks,
+    checks_chain,
+    checks_docs,
+    checks_ledger,
+    checks_literals,
+    checks_spec,
+    coverage,
+)
 from governance.ir import Constraint, Finding, LedgerRow, Scope
 from governance.parse import Doc, new_markdown, parse_scope, read_doc, tables
 
@@ -227,7 +235,7 @@ def compile_files(
         findings += checks_docs.declare(scope, docs.get(scope.path("CANON.md")))
         defined = checks_docs.defined_terms(ancestors) | set(bindings)
         findings += checks_docs.vocab_closure(scope, docs, defined, "VOCAB" if is_leaf else "INHERITED")
-        findings += checks_docs.literals(docs.values(), leaf.spec_file, bit_for)
+        findings += checks_literals.literals(docs.values(), leaf.spec_file, bit_for)
         findings += checks_docs.structure(docs.values(), present, bit_for)
     findings += checks_docs.roadmap(leaf, leaf_docs.get(leaf.path("ROADMAP.md")))
     findings += checks_spec.spec(leaf, leaf_docs.get(leaf.spec_file))
