@@ -36,7 +36,7 @@ def decide(request: Request, facts: Facts) -> Decision:
     state = request.app.state
     policy = state.governance.policy
     telemetry = state.telemetry
-    if telemetry.tracing:
+    if telemetry.recording():
         with telemetry.span("policy.decide", {ATTR_PRINCIPAL: facts.principal or "", "canonic.action": facts.action}) as span:
             decision = policy.decide(facts)
             span.set_attributes({

@@ -166,6 +166,19 @@ class Telemetry:
         """True when spans are recorded (the middleware skips all span work otherwise)."""
         return self._tracer_provider is not None
 
+    def recording(self, context: otel_context.Context | None = None) -> bool:
+        """True when a span started now (under the current span or ``context``) would be recorded.
+        False when tracing is off, or when the parent is a span of this process that was not
+        sampled: every supported sampler decides a local child like its parent (parent-based ones
+        by the parent's flag, ratio ones by the shared trace id), so the child need not be made."""
+        if self._tracer_provider is None:
+            return False
+        parent = trace.get_current_span(context)
+        if parent.is_recording():
+            return True
+        ctx = parent.get_span_context()
+        return not ctx.is_valid or ctx.is_remote
+
     # -- spans -------------------------------------------------------------------------------
     @contextmanager
     def span(
@@ -177,7 +190,11 @@ class Telemetry:
         context: otel_context.Context | None = None,
     ) -> Iterator[trace.Span]:
         """A child of the current span (or of ``context``), current inside the block. An exception
-        escaping the block is recorded, sets ERROR status and ``error.type``, and is re-raised."""
+        escaping the block is recorded, sets ERROR status and ``error.type``, and is re-raised.
+        Under an unsampled parent no span is made: the block gets that non-recording parent."""
+        if not self.recording(context):
+            yield trace.get_current_span(context)
+            return
         with self.tracer.start_as_current_span(
             name, context=context, kind=kind, attributes=attributes, set_status_on_exception=True
         ) as span:

@@ -31,6 +31,7 @@ PREFIX = "canonic_"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+BOUND_MAX = 4096  # label sets of record_request kept bound; beyond that they are bound per call
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -51,6 +52,18 @@ class _Callbacks:
 
     def describe(self):
         return []
+
+
+def _counter_callback(counter: Counter) -> Callable:
+    def callback(_options):
+        return [
+            Observation(sample.value, sample.labels)
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        ]
+
+    return callback
 
 
 class Metrics:
@@ -102,6 +115,7 @@ class Metrics:
         self._meter = meter
         self._otel = self._otel_instruments(meter) if meter is not None else None
         self._gauge_values: dict[str, dict[tuple, float]] = {"circuit": {}, "instances": {}, "cost": {}}
+        self._bound: dict[tuple, tuple] = {}
 
     # -- OTLP mirror -------------------------------------------------------------------------
     def _otel_instruments(self, m: Meter) -> dict:
@@ -120,6 +134,10 @@ class Metrics:
         m.create_observable_gauge(
             PREFIX + "compute_cost_per_hour_dollars", unit="USD/h", callbacks=gauge("cost", ("provider",))
         )
+        # Counters are read from their Prometheus twins at export time (observable, cumulative), so
+        # the request path increments one counter, not two. Histograms have no observable form.
+        for counter in (self._tokens, self._decisions, self._retries, self._fallbacks, self._exporter_failures):
+            m.create_observable_counter(counter._name, callbacks=[_counter_callback(counter)])
         return {
             "duration": m.create_histogram(
                 PREFIX + "request_duration_seconds", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
@@ -127,11 +145,6 @@ class Metrics:
             "ttft": m.create_histogram(
                 PREFIX + "time_to_first_token_seconds", unit="s", explicit_bucket_boundaries_advisory=TTFT_BUCKETS
             ),
-            "tokens": m.create_counter(PREFIX + "tokens"),
-            "decisions": m.create_counter(PREFIX + "decisions"),
-            "retries": m.create_counter(PREFIX + "retries"),
-            "fallbacks": m.create_counter(PREFIX + "fallbacks"),
-            "exporter_failures": m.create_counter(PREFIX + "exporter_failures"),
         }
 
     def _set(self, key: str, labels: tuple, value: float) -> None:
@@ -145,52 +158,59 @@ class Metrics:
     ) -> None:
         if not self.enabled:
             return
-        status = str(status)
-        self._duration.labels(route, model, provider, status).observe(duration_s)
+        key = (route, model, provider, status)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bind(key)
+        bound[0].observe(duration_s)
         if ttft_s is not None:
-            self._ttft.labels(route, model, provider, status).observe(ttft_s)
+            bound[1].observe(ttft_s)
         if self._otel is not None:
-            attrs = {"route": route, "model": model, "provider": provider, "status": status}
-            self._otel["duration"].record(duration_s, attrs)
+            self._otel["duration"].record(duration_s, bound[2])
             if ttft_s is not None:
-                self._otel["ttft"].record(ttft_s, attrs)
+                self._otel["ttft"].record(ttft_s, bound[2])
+
+    def _bind(self, key: tuple) -> tuple:
+        """The Prometheus children and the OTLP attributes of one label set, made once (bounded:
+        routes, models and providers are closed sets; statuses are few)."""
+        route, model, provider, status = key
+        s = str(status)
+        bound = (
+            self._duration.labels(route, model, provider, s),
+            self._ttft.labels(route, model, provider, s),
+            {"route": route, "model": model, "provider": provider, "status": s},
+        )
+        if len(self._bound) < BOUND_MAX:
+            self._bound[key] = bound
+        return bound
 
     def record_tokens(self, model: str, provider: str, input_tokens: int = 0, output_tokens: int = 0) -> None:
         if not self.enabled:
             return
-        for kind, n in (("input", input_tokens), ("output", output_tokens)):
-            if n:
-                self._tokens.labels(model, provider, kind).inc(n)
-                if self._otel is not None:
-                    self._otel["tokens"].add(n, {"model": model, "provider": provider, "type": kind})
+        if input_tokens:
+            self._tokens.labels(model, provider, "input").inc(input_tokens)
+        if output_tokens:
+            self._tokens.labels(model, provider, "output").inc(output_tokens)
 
     def record_decision(self, action: str, allow: bool, rule: str = "") -> None:
         if not self.enabled:
             return
         allow_s = "true" if allow else "false"
         self._decisions.labels(action, allow_s, rule).inc()
-        if self._otel is not None:
-            self._otel["decisions"].add(1, {"action": action, "allow": allow_s, "rule": rule})
 
     def record_retry(self, provider: str) -> None:
         if not self.enabled:
             return
         self._retries.labels(provider).inc()
-        if self._otel is not None:
-            self._otel["retries"].add(1, {"provider": provider})
 
     def record_fallback(self, from_provider: str, to_provider: str) -> None:
         if not self.enabled:
             return
         self._fallbacks.labels(from_provider, to_provider).inc()
-        if self._otel is not None:
-            self._otel["fallbacks"].add(1, {"from_provider": from_provider, "to_provider": to_provider})
 
     def record_exporter_failure(self, signal: str) -> None:
         """Called from the export threads by the counting exporters."""
         self._exporter_failures.labels(signal).inc()
-        if self._otel is not None and signal != "metrics":  # a failing metrics export can't report itself
-            self._otel["exporter_failures"].add(1, {"signal": signal})
 
     def set_circuit(self, upstream: str, state: str | int) -> None:
         if not self.enabled:

@@ -46,9 +46,10 @@ class AttemptSpan:
     def __init__(self, telemetry: Telemetry | None, call: Any, binding: Any, upstream: Any, attempt: int) -> None:
         self._ended = False
         self.model = binding.model
-        if telemetry is None or not telemetry.tracing:
+        if telemetry is None or not telemetry.recording():
             self.span = None
-            self.headers = _NO_HEADERS
+            # an unsampled trace still propagates (flag 00) so the upstream does not start its own
+            self.headers = telemetry.inject({}) if telemetry is not None and telemetry.tracing else _NO_HEADERS
             return
         operation = "chat" if call.chat else "text_completion"
         host, _, port = upstream.server_url.split("://", 1)[-1].partition(":")
