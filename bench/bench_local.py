@@ -103,7 +103,7 @@ def main() -> int:
                              env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "wb"))
     try:
         with httpx.Client(timeout=60, trust_env=False) as client:
-            ready_s = None
+            ready_s, last = None, "no answer"
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 try:
@@ -112,11 +112,12 @@ def main() -> int:
                     if r.status_code == 200:
                         ready_s = time.perf_counter() - started
                         break
-                except httpx.TransportError:
-                    pass
+                    last = f"HTTP {r.status_code}: {r.text[:300]}"
+                except httpx.TransportError as exc:
+                    last = type(exc).__name__
                 time.sleep(0.05)
             if ready_s is None:
-                print("the gateway never answered; see", root / "serve.log")
+                print(f"the gateway never answered ({last}); see", root / "serve.log")
                 return 1
             record = json.loads(next((root / "instances").glob("*/instance.json")).read_text())
             direct = f"http://127.0.0.1:{record['port']}/v1"
