@@ -11,14 +11,17 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from gateway import audit
 from gateway.auth import require
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from governance.compiler import CompileResult, compile_files, compile_policy
+from governance.decision import Facts
 from governance.report import FORMATS, github, junit, report_dict, sarif, text
 
 router = APIRouter(tags=["governance"])
@@ -86,12 +89,14 @@ def _render(result: CompileResult, fmt: str, payload: dict[str, Any]) -> Respons
 
 @router.post("/validate", summary="Validate governance documents; 200 with the report even when invalid")
 async def validate(request: Request, format: str = Query("json"), file: str = Query("CANON.md")) -> Response:
+    started = time.perf_counter()
     state = request.app.state
     settings = state.settings
+    principal = None
     if settings.validate_requires_auth:
         checked = require("governance:read")(request)
-        if inspect.isawaitable(checked):  # the dependency may be sync or async
-            await checked
+        principal = (await checked) if inspect.isawaitable(checked) else checked  # sync or async dependency
+    audit.require_ledger(request)
     if format not in FORMATS:
         raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format", code="invalid_value")
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -160,4 +165,12 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         ]
         payload["valid"] = not any(f["severity"] == "error" for f in payload["findings"])
     governance.record_validation(result)
-    return _render(result, format, payload)
+    facts = Facts(action="governance.validate", principal=principal.sub if principal else None)
+    decision = audit.decide(request, facts)
+    await audit.record(request, decision, facts, {
+        "status": 200, "result": "valid" if payload["valid"] else "invalid",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    })
+    response = _render(result, format, payload)
+    response.headers["x-canonic-decision-id"] = decision.id
+    return response
