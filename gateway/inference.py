@@ -63,6 +63,9 @@ def denial(decision: Any, policy: Any, routable: bool = True) -> GatewayError:
         return NotFound(f"{reason}{rules}", param="model", code=code, headers=retry)
     if code == "tokens_invalid":
         return BadRequest(f"{reason}{rules}", param="max_tokens", code=code, headers=retry)
+    if code == "field_not_allowed":
+        field = reason.rsplit(": ", 1)[-1].strip("'\"")
+        return BadRequest(f"{reason}{rules}", param=field, code=code, headers=retry)
     if code == "binding_missing":
         missing = ", ".join(getattr(policy, "missing", ()) or ()) or "unknown"
         return ServiceUnavailable(f"inference is unavailable: missing or invalid bindings: {missing}{rules}",

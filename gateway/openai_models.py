@@ -1,8 +1,9 @@
 """Request bodies of the OpenAI-compatible routes (validated) and the documented response shapes.
 
 Models are flat (no nested models) so their JSON schema needs no ``$defs`` and can be put into
-the OpenAPI document as is. Unknown fields are kept and passed through to vLLM, which accepts
-extra fields (``extra="allow"``). Types are strict: ``"5"`` is not an integer.
+the OpenAPI document as is. Fields beyond the OpenAI API are kept (``extra="allow"``) and passed
+through to vLLM only when the policy allows them (PASSTHROUGH_FIELDS); otherwise the request is a
+400 naming the field. Types are strict: ``"5"`` is not an integer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+_COMMON = frozenset({
+    "model", "max_tokens", "stream", "stream_options", "temperature", "top_p", "n", "stop",
+    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "user", "seed",
+})
+# The OpenAI API's own request fields; anything else is an extra the policy must allow
+# (PASSTHROUGH_FIELDS) before it reaches the upstream.
+CHAT_FIELDS = _COMMON | {
+    "messages", "max_completion_tokens", "top_logprobs", "response_format", "tools", "tool_choice",
+    "parallel_tool_calls", "functions", "function_call", "service_tier", "store", "metadata",
+    "modalities", "audio", "prediction", "reasoning_effort",
+}
+COMPLETION_FIELDS = _COMMON | {"prompt", "suffix", "echo", "best_of"}
+
+
+def extra_fields(obj: dict[str, Any], *, chat: bool) -> tuple[str, ...]:
+    known = CHAT_FIELDS if chat else COMPLETION_FIELDS
+    return tuple(k for k in obj if k not in known)
 
 
 class _Request(BaseModel):

@@ -23,6 +23,13 @@ BINDING_DEFAULTS: dict[str, str] = {
     "LOCAL_ALLOWED_GPUS": "cpu",
     "LOCAL_MAX_DPH": "0",
     "LOCAL_MAX_INSTANCES": "1",
+    # vLLM's sampling and decoding extras beyond the OpenAI API (reference/openai-vllm.md)
+    "PASSTHROUGH_FIELDS": (
+        "top_k,min_p,repetition_penalty,length_penalty,min_tokens,stop_token_ids,ignore_eos,"
+        "include_stop_str_in_output,skip_special_tokens,spaces_between_special_tokens,"
+        "truncate_prompt_tokens,guided_json,guided_regex,guided_choice,guided_grammar,"
+        "chat_template_kwargs,add_generation_prompt,continue_final_message,echo,priority"
+    ),
 }
 
 

@@ -36,6 +36,8 @@ class Facts:
     budget: Any = None  # the caller's --budget cap (USD/h); tightens, never loosens
     instance_count: Any = None  # running + pending instances before this one
     template: str | None = None  # compute: model template / image
+    # inference: request fields beyond the OpenAI API (vLLM extras); passed on only when allowed
+    extra_fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ class Policy:
     _models: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)
     _allowed_models: frozenset[str] | None = field(default=None, repr=False)
     _allowed_ids: tuple[str, ...] = field(default=(), repr=False)
+    _passthrough: frozenset[str] = field(default=frozenset(), repr=False)
+    _passthrough_ids: tuple[str, ...] = field(default=(), repr=False)
     _model_ids: tuple[str, ...] = field(default=(), repr=False)
     _fail_ids: tuple[str, ...] = field(default=(), repr=False)
     _refusal: tuple[str, tuple[str, ...], tuple[str, ...]] | None = field(default=None, repr=False)
@@ -104,6 +106,8 @@ class Policy:
             _models=MappingProxyType(dict(t.model_to_provider)),
             _allowed_models=t.allowed_models,
             _allowed_ids=t.allowed_models_ids,
+            _passthrough=t.passthrough,
+            _passthrough_ids=t.passthrough_ids,
             _model_ids=t.model_ids,
             _fail_ids=t.fail_closed_ids,
             _refusal=refusal,
@@ -195,6 +199,16 @@ class Policy:
         if allowed is not None and model not in allowed:
             return self._deny(action, "model_not_allowed", f"model {_show(model)} is not in ALLOWED_MODELS",
                               self._allowed_ids)
+        extra = facts.extra_fields
+        if extra:
+            if type(extra) is not tuple or any(type(f) is not str for f in extra):
+                return self._deny(action, "facts_invalid", "extra_fields must be a tuple of field names")
+            if "*" not in self._passthrough:
+                refused = [f for f in extra if f not in self._passthrough]
+                if refused:
+                    return self._deny(action, "field_not_allowed",
+                                      f"Unrecognized request argument supplied: {_show(refused[0])}",
+                                      self._passthrough_ids)
         rule = self._tokens[name]
         requested = facts.max_tokens
         if requested is None:

@@ -64,6 +64,8 @@ class Compiled:
     fallback_provider: str | None = None
     allowed_models: frozenset[str] | None = None
     allowed_models_ids: tuple[str, ...] = ()
+    passthrough: frozenset[str] = frozenset()
+    passthrough_ids: tuple[str, ...] = ()
     model_ids: tuple[str, ...] = ()
     compute: dict[str, ComputeCaps] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
@@ -227,6 +229,10 @@ def compile_tables(chain: Sequence[Scope], env: Mapping[str, str]) -> Compiled:
     allowed = r.get("ALLOWED_MODELS")
     if isinstance(allowed, frozenset):
         out.allowed_models, out.allowed_models_ids = allowed, r.ids("ALLOWED_MODELS")
+    passthrough = r.get("PASSTHROUGH_FIELDS")
+    if isinstance(passthrough, frozenset):
+        out.passthrough = passthrough
+    out.passthrough_ids = r.ids("PASSTHROUGH_FIELDS")
     out.model_ids = r.ids(*(f"{p.prefix}_MODEL" for p in out.providers.values()))
     for key, (prefix, template_names) in COMPUTE_PROVIDERS.items():
         caps = _compute(r, key, prefix, template_names)

@@ -15,7 +15,13 @@ from gateway.auth import Principal, require
 from gateway.errors import GatewayError
 from gateway.forward import Call
 from gateway.inference import check_context, denial, prompt_words, read_json, upstream_payload, validate
-from gateway.openai_models import ChatRequest, CompletionRequest, completion_openapi, models_openapi
+from gateway.openai_models import (
+    ChatRequest,
+    CompletionRequest,
+    completion_openapi,
+    extra_fields,
+    models_openapi,
+)
 from governance.decision import Decision, Facts
 
 router = APIRouter(tags=["inference"])
@@ -74,7 +80,7 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
     req = validate(ChatRequest if chat else CompletionRequest, obj)
     policy = state.governance.policy
     facts = Facts(action="inference.chat" if chat else "inference.completion", principal=principal.sub,
-                  model=req.model, max_tokens=req.requested_tokens())
+                  model=req.model, max_tokens=req.requested_tokens(), extra_fields=extra_fields(obj, chat=chat) or None)
     decision = audit.decide(request, facts)
     if not decision.allow:
         await record_decision(request, decision, facts, {"status": "denied"})

@@ -27,6 +27,7 @@ EXPECTED = {
     "TOKENS_MAX": ("int", False),
     "MAX_TOKENS": ("int", False),
     "ALLOWED_MODELS": ("csv", True),
+    "PASSTHROUGH_FIELDS": ("csv", True),
     "VASTAI_ALLOWED_GPUS": ("csv", True),
     "VASTAI_MAX_DPH": ("decimal", True),
     "VASTAI_MAX_INSTANCES": ("int", True),
