@@ -116,6 +116,7 @@ class Metrics:
         self._otel = self._otel_instruments(meter) if meter is not None else None
         self._gauge_values: dict[str, dict[tuple, float]] = {"circuit": {}, "instances": {}, "cost": {}}
         self._bound: dict[tuple, tuple] = {}
+        self._circuit_last: dict[str, int] = {}
 
     # -- OTLP mirror -------------------------------------------------------------------------
     def _otel_instruments(self, m: Meter) -> dict:
@@ -218,6 +219,9 @@ class Metrics:
         value = CIRCUIT_STATES.get(state) if isinstance(state, str) else int(state)
         if value is None:
             raise ValueError(f"unknown circuit state {state!r}; expected one of closed, half_open, open")
+        if self._circuit_last.get(upstream) == value:
+            return  # called after every attempt; the state rarely changes
+        self._circuit_last[upstream] = value
         self._circuit.labels(upstream).set(value)
         self._set("circuit", (upstream,), value)
 
