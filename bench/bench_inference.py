@@ -37,11 +37,19 @@ sys.path.insert(0, str(REPO))
 
 from gateway.auth import mint_token  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
-from tests.fakes.otlp_receiver import OtlpReceiver  # noqa: E402
 
 PY = sys.executable
 SECRET = "bench-secret-0123456789abcdef0123456789"
 MODEL = "fake-model"
+# The OTLP receiver runs in its own process, so decoding protobuf does not compete with the load
+# generator; it prints the number of spans it received when it is stopped.
+RECEIVER = (
+    "import sys, signal, time; sys.path.insert(0, {repo!r});"
+    "from tests.fakes.otlp_receiver import OtlpReceiver;"
+    "r = OtlpReceiver(port={port}); r.accept();"
+    "signal.signal(signal.SIGTERM, lambda *a: (print(len(r.spans), flush=True), sys.exit(0)));"
+    "time.sleep(3600)"
+)
 FAKE = (
     "import sys, time; sys.path.insert(0, {repo!r});"
     "from tests.fakes.fake_vllm import FakeVLLM;"
@@ -125,8 +133,9 @@ def main() -> None:
 
     procs: list[subprocess.Popen] = []
     tmp = tempfile.mkdtemp(prefix="canonic-bench-")
-    receiver = OtlpReceiver()
-    receiver.accept()
+    rport = free_port()
+    receiver = subprocess.Popen([PY, "-c", RECEIVER.format(repo=str(REPO), port=rport)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
     try:
         fport = free_port()
         procs.append(spawn([PY, "-c", FAKE.format(repo=str(REPO), model=MODEL, port=fport)]))
@@ -143,8 +152,8 @@ def main() -> None:
                  "--log-level", "warning", "--app-dir", str(REPO)]
         gport, oport, aport = free_port(), free_port(), free_port()
         procs.append(spawn(serve + ["--port", str(gport)], {**base_env, "CANONIC_TELEMETRY_ENABLED": "false"}))
-        otel_env = {**base_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
+        otel_env = {**base_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
         procs.append(spawn(serve + ["--port", str(oport)], otel_env))
         procs.append(spawn(serve + ["--port", str(aport)], {**otel_env, "OTEL_TRACES_SAMPLER": "always_on"}))
         for port in (pport, gport, oport, aport):
@@ -179,7 +188,6 @@ def main() -> None:
         for name in ("gateway+otel", "gateway+all"):
             loss = 1 - results[name]["rps"] / results["gateway"]["rps"]
             print(f"telemetry cost ({name}): {loss * 100:.1f}% of gateway throughput (target < 10% at the default)")
-        print(f"spans received by the loopback OTLP receiver: {len(receiver.spans)}")
     finally:
         for p in procs:
             p.terminate()
@@ -188,7 +196,12 @@ def main() -> None:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        receiver.refuse()
+        receiver.terminate()
+        try:
+            spans = receiver.communicate(timeout=10)[0].strip()
+            print(f"spans received by the loopback OTLP receiver: {spans}")
+        except subprocess.TimeoutExpired:
+            receiver.kill()
 
 
 if __name__ == "__main__":
