@@ -17,7 +17,11 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir '.[local]'
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 canonic
+# llama.cpp's CPU backend links the OpenMP runtime.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 canonic
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv/scope
 # The governed scope: its documents are the policy the gateway compiles at startup.
