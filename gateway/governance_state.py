@@ -1,6 +1,8 @@
-"""The gateway's compiled governance: the chain read from ``settings.scope_dir``, compiled with
-the bindings' values, and the Policy built from it. A chain with any error finding yields a
-Policy that refuses every governed action, and ``readiness()`` says why."""
+"""The gateway's compiled governance: the chain read from ``settings.scope_dir`` and compiled
+(documents only, the same compile as ``canonic validate``), and the Policy built from it plus the
+bindings' values. A chain with any error finding yields a Policy that refuses every governed
+action; a missing or mistyped binding yields a Policy that refuses with ``binding_missing``;
+``readiness()`` says which."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.settings import BINDING_DEFAULTS, Settings
-from governance.checks_spec import effective_bindings
+from governance.checks_spec import effective_bindings, env_values
 from governance.compiler import CompileResult, compile_files, compile_policy
+from governance.ir import Finding
 from governance.policy import Policy
 from governance.sources import SourceError, read_scope
 
@@ -24,7 +27,9 @@ class GovernanceState:
     policy: Policy
     load_error: str | None = None
     loaded_at: float = field(default_factory=time.time)
-    last_validation: dict[str, Any] | None = None
+    env_findings: tuple[Finding, ...] = ()  # the bindings' values (never quoted), from the Policy's rules
+    last_validation: dict[str, Any] | None = None  # the startup compile of the gateway's own scope
+    last_request_validation: dict[str, Any] | None = None  # the latest POST /validate
 
     def readiness(self) -> dict[str, Any]:
         if self.result is None:
@@ -39,6 +44,14 @@ class GovernanceState:
                 "detail": f"{len(errs)} error finding(s) in the governance chain ({codes}); first: "
                 f"{first.file}:{first.line} {first.code}: {first.message}",
             }
+        if self.policy.missing:
+            first = self.env_findings[0] if self.env_findings else None
+            cause = f"; first: {first.code} {first.message}" if first else ""
+            return {
+                "ok": False,
+                "detail": f"{len(self.policy.missing)} binding problem(s): "
+                f"{', '.join(self.policy.missing)}{cause}",
+            }
         return {
             "ok": True,
             "detail": f"chain {' -> '.join(s.name for s in self.result.chain)} compiled, "
@@ -52,15 +65,22 @@ class GovernanceState:
         prefix = self.settings.canon_dir.rstrip("/") + "/"
         return {p: t for s in self.result.chain for p, t in s.files.items() if p.startswith(prefix)}
 
-    def record_validation(self, result: CompileResult) -> None:
-        self.last_validation = {
+    @staticmethod
+    def validation_summary(result: CompileResult, *, mode: str = "scope") -> dict[str, Any]:
+        out: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "mode": mode,
             "scope": result.scope.name,
             "valid": result.valid,
-            "score": result.score,
+            "score": result.score if mode == "scope" else None,
             "counts": result.counts(),
             "sources_digest": result.sources_digest,
         }
+        return out
+
+    def record_validation(self, result: CompileResult, *, mode: str = "scope") -> None:
+        """A caller's POST /validate; never replaces the startup compile's ``last_validation``."""
+        self.last_request_validation = self.validation_summary(result, mode=mode)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -68,6 +88,7 @@ class GovernanceState:
             "policy_revision": self.policy.revision,
             "sources_digest": self.policy.sources_digest,
             "last_validation": self.last_validation,
+            "last_request_validation": self.last_request_validation,
         }
         if self.result is None:
             out["error"] = self.load_error
@@ -111,6 +132,7 @@ class GovernanceState:
                 for b in effective_bindings(r.chain).values()
             ],
             missing=list(self.policy.missing),
+            binding_problems=[f.as_dict() for f in self.env_findings],
             errors=[f.as_dict() for f in r.errors],
         )
         return out
@@ -128,13 +150,15 @@ def load_governance(settings: Settings) -> GovernanceState:
     try:
         result = compile_files(
             files,
-            env=env,
             root=ROOT_SCOPE,
             canon_dir=settings.canon_dir,
             fallback_name=settings.scope_dir.resolve().name,
         )
         policy = compile_policy(result, env)
+        env_findings = tuple(env_values(result.chain, env)) if result.valid else ()
     except Exception as exc:  # a compiler crash must not open the gateway
         reason = f"governance compiler failed: {exc.__class__.__name__}"
         return GovernanceState(settings, None, Policy.refusing(reason), load_error=reason)
-    return GovernanceState(settings, result, policy)
+    state = GovernanceState(settings, result, policy, env_findings=env_findings)
+    state.last_validation = state.validation_summary(result)
+    return state

@@ -1,42 +1,21 @@
 """SPEC checks: sections, the Routes table, the runtime bindings, surface-route namespaces, the
-limit caps of the chain, and (when an environment is handed in) the bindings' values."""
+limit caps of the chain, and (for the gateway) the bindings' values as findings."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from governance.checks_docs import F
 from governance.decision import ACTIONS
-from governance.ir import Binding, Constraint, Finding, Scope
+from governance.ir import Binding, Finding, Scope
 from governance.parse import Doc
+from governance.policy_compile import compile_tables
+from governance.policy_env import CAP_RE as _CAP_RE
+from governance.policy_env import cap_applies, caps  # noqa: F401  (re-exported)
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_CAP_RE = re.compile(
-    r"^(?P<cap>tokens_max|tokens_min|max_dph|max_instances)(?P<op><=|>=)(?P<num>\d+(?:\.\d+)?)$"
-)
-
-
-def cap_applies(cap: str, name: str) -> bool:
-    return {
-        "tokens_max": name.endswith("TOKENS_MAX") or name == "MAX_TOKENS",
-        "tokens_min": name.endswith("TOKENS_MIN"),
-        "max_dph": name.endswith("_MAX_DPH"),
-        "max_instances": name.endswith("_MAX_INSTANCES"),
-    }[cap]
-
-
-def caps(c: Constraint) -> list[tuple[str, str, Decimal]]:
-    out = []
-    for arg in c.args.split():
-        m = _CAP_RE.match(arg)
-        if m:
-            out.append((m.group("cap"), m.group("op"), Decimal(m.group("num"))))
-    return out
-
-
 def spec(scope: Scope, doc: Doc | None) -> list[Finding]:
     if doc is None:
         return []
@@ -221,89 +200,14 @@ def constraint_args(chain: Sequence[Scope], bindings: Mapping[str, Binding]) -> 
     return out
 
 
-def _typed(b: Binding, value: str) -> bool:
-    v = value.strip()
-    if b.type in ("int",):
-        return re.fullmatch(r"-?\d+", v) is not None
-    if b.type == "decimal":
-        try:
-            return Decimal(v).is_finite()
-        except InvalidOperation:
-            return False
-    if b.type == "url":
-        parts = urlsplit(v)
-        return parts.scheme in ("http", "https") and bool(parts.netloc)
-    if b.type == "csv":
-        return all(item.strip() for item in v.split(","))
-    return True
-
-
-def env_values(
-    chain: Sequence[Scope], bindings: Mapping[str, Binding], env: Mapping[str, str]
-) -> list[Finding]:
+def env_values(chain: Sequence[Scope], env: Mapping[str, str]) -> list[Finding]:
+    """The bindings' values as findings: exactly the problems that make the Policy refuse (one
+    parser, one set of rules: ``policy_compile.compile_tables``). They carry no coverage bit: a
+    configuration problem never changes the documents' score."""
     out: list[Finding] = []
-    for b in bindings.values():
-        value = env.get(b.name)
-        if value is None or not value.strip():
-            if not b.optional:
-                out.append(
-                    F(
-                        "BINDING_MISSING",
-                        "env_bindings",
-                        "RELATIONAL",
-                        b.file,
-                        b.line,
-                        f"required binding {b.name} is not set",
-                    )
-                )
-            continue
-        if not _typed(b, value):
-            out.append(
-                F(
-                    "BINDING_TYPE",
-                    "env_bindings",
-                    "RELATIONAL",
-                    b.file,
-                    b.line,
-                    f"binding {b.name} is not a valid {b.type}",
-                )
-            )
-            continue
-        for s in chain:
-            for c in s.constraints:
-                if c.kind != "limit":
-                    continue
-                for cap, op, num in caps(c):
-                    if b.type not in ("int", "decimal") or not cap_applies(cap, b.name):
-                        continue
-                    val = Decimal(value.strip())
-                    if (op == "<=" and val > num) or (op == ">=" and val < num):
-                        out.append(
-                            F(
-                                "LIMIT_CONFIG",
-                                "limit",
-                                "RELATIONAL",
-                                b.file,
-                                b.line,
-                                f"{b.name} is outside the cap {cap}{op}{num} set at {c.id}",
-                                constraint=c.id,
-                            )
-                        )
-    ints = {
-        n: int(env[n])
-        for n in ("TOKENS_MIN", "MAX_TOKENS", "TOKENS_MAX")
-        if n in bindings and re.fullmatch(r"-?\d+", env.get(n, "").strip() or "x")
-    }
-    if len(ints) == 3 and not (1 <= ints["TOKENS_MIN"] <= ints["MAX_TOKENS"] <= ints["TOKENS_MAX"]):
-        b = bindings["MAX_TOKENS"]
-        out.append(
-            F(
-                "LIMIT_CONFIG",
-                "limit",
-                "RELATIONAL",
-                b.file,
-                b.line,
-                "token bounds need 1 <= TOKENS_MIN <= MAX_TOKENS <= TOKENS_MAX",
-            )
-        )
+    for p in compile_tables(chain, env).problems:
+        file, _, line = (p.rule_ids[0] if p.rule_ids else ":L1").rpartition(":L")
+        kind = "limit" if p.code == "LIMIT_CONFIG" else "env_bindings"
+        cited = p.rule_ids[1] if p.code == "LIMIT_CONFIG" and len(p.rule_ids) > 1 else None
+        out.append(F(p.code, kind, None, file or "", int(line) if line.isdigit() else 1, p.message, constraint=cited))
     return out

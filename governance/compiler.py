@@ -197,15 +197,15 @@ def compile_files(
     *,
     scope_dir: str = "",
     previous: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
     root: str = "MAGIC",
     canon_dir: str = "canon",
     fallback_name: str = "SCOPE",
     served: Sequence[tuple[str, str]] | None = None,
 ) -> CompileResult:
     """Compile the scope at ``scope_dir`` (repo-relative; "" = the repo root) from ``files``
-    ({repo-relative path: text}). ``previous`` enables history checks of LEARNING; ``env``
-    checks the bindings' values; ``served`` compares the app's routes with the Routes table."""
+    ({repo-relative path: text}). ``previous`` enables history checks of LEARNING; ``served``
+    compares the app's routes with the Routes table. The documents only: the bindings' values
+    are the Policy's business (``compile_policy``, ``checks_spec.env_values``)."""
     md = new_markdown()
     found, findings = _walk(md, files, scope_dir, fallback_name, root, canon_dir)
     leaf, leaf_docs = found[0]
@@ -251,8 +251,6 @@ def compile_files(
         return rows
 
     findings += checks_ledger.history(leaf, previous, parse_rows)
-    if env is not None:
-        findings += checks_spec.env_values(chain, bindings, env)
     if served is not None:
         findings += checks_spec.served_routes(leaf, served)
     # an error in an ancestor's file clears INHERITED, whatever group found it
@@ -270,6 +268,7 @@ def compile_files(
         ("STRUCTURE", "README.md"),
         ("VOCAB", "VOCAB.md"),
         ("DECLARE", "CANON.md"),
+        ("INHERITED", "CANON.md"),
     ):
         if leaf.path(needs) not in leaf.files:
             bits[name] = False

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from .decision import ProviderBinding
 from .ir import Scope
-from .policy_env import BindingReader, Problem, declared_bindings
+from .policy_env import BindingReader, Problem, cap_applies, caps, declared_bindings
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
@@ -83,14 +83,16 @@ def _provider(r: BindingReader, name: str, prefix: str, key: str | None, has_url
     if not present:
         if needed:
             for n in names:
-                r.problem(n, f"{n}: FALLBACK_PROVIDER names {name} but {n} is not set")
+                r.unset(
+                    n, f"{n}: FALLBACK_PROVIDER names {name} but {n} is not set", r.ids(n, "FALLBACK_PROVIDER")
+                )
         else:
             r.mark_unbound(*names)
         return None
     if len(present) != len(names):
         for n in names:
             if n not in present:
-                r.problem(n, f"{n}: not set while {', '.join(present)} is set; both are needed")
+                r.unset(n, f"{n}: not set while {', '.join(present)} is set; both are needed")
         return None
     if any(v is None for v in values.values()):
         return None  # mistyped: the reader recorded the problem
@@ -125,7 +127,7 @@ def _tokens(r: BindingReader, prefix: str) -> TokenRule | None:
     lo = r.get(lo_name) if r.is_set(lo_name) else 1
     hi = r.get(hi_name)
     if hi is None and not r.is_set(hi_name):
-        r.problem(hi_name, f"{hi_name}: not set; a bound provider needs a token ceiling")
+        r.unset(hi_name, f"{hi_name}: not set; a bound provider needs a token ceiling")
     default = r.get("MAX_TOKENS") if r.is_set("MAX_TOKENS") else hi
     if not isinstance(lo, int) or not isinstance(hi, int) or not isinstance(default, int):
         return None
@@ -134,6 +136,7 @@ def _tokens(r: BindingReader, prefix: str) -> TokenRule | None:
             f"LIMIT_CONFIG({lo_name}={lo},{hi_name}={hi})",
             f"LIMIT_CONFIG: {prefix} tokens need 1 <= {lo_name} <= {hi_name}",
             r.ids(lo_name, hi_name),
+            code="LIMIT_CONFIG",
         )
         return None
     if default < 1:
@@ -151,7 +154,7 @@ def _compute(r: BindingReader, key: str, prefix: str, template_names: tuple[str,
     if len(present) != len(names):
         for n in names:
             if n not in present:
-                r.problem(n, f"{n}: not set while {', '.join(present)} is set; compute caps come together")
+                r.unset(n, f"{n}: not set while {', '.join(present)} is set; compute caps come together")
         return None
     gpus, dph = r.get(names[0]), r.get(names[1])
     count = r.get_int(names[2], minimum=0)
@@ -206,6 +209,27 @@ def _fail_closed_ids(chain: Sequence[Scope]) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
+def _check_caps(r: BindingReader, chain: Sequence[Scope]) -> None:
+    """A set int/decimal value must sit inside every ``(check: limit cap<=N)`` of the chain (the
+    ordering of the token bounds is ``_tokens``'s; MAX_TOKENS outside them is clamped)."""
+    limits = [(c, cap) for s in chain for c in s.constraints if c.kind == "limit" for cap in caps(c)]
+    for name in r.declared:
+        if r.kind(name) not in ("int", "decimal") or not r.is_set(name):
+            continue
+        value = r.get(name)
+        if value is None:
+            continue
+        for c, (cap, op, num) in limits:
+            if cap_applies(cap, name) and ((op == "<=" and value > num) or (op == ">=" and value < num)):
+                r.problem(
+                    f"LIMIT_CONFIG({name})",
+                    f"LIMIT_CONFIG: {name} ({r.declared[name].id}) is outside the cap {cap}{op}{num} set at {c.id}",
+                    (r.declared[name].id, c.id),
+                    code="LIMIT_CONFIG",
+                )
+                break
+
+
 def compile_tables(chain: Sequence[Scope], env: Mapping[str, str]) -> Compiled:
     r = BindingReader(declared_bindings(list(chain)), dict(env))
     out = Compiled()
@@ -238,6 +262,7 @@ def compile_tables(chain: Sequence[Scope], env: Mapping[str, str]) -> Compiled:
         caps = _compute(r, key, prefix, template_names)
         if caps is not None:
             out.compute[key] = caps
+    _check_caps(r, chain)
     r.check_declared()
     out.fail_closed_ids = _fail_closed_ids(chain)
     out.problems = tuple(r.problems.values())

@@ -13,12 +13,35 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
-from .ir import Binding, Scope
+from .ir import Binding, Constraint, Scope
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
 
 TYPES = frozenset({"int", "decimal", "csv", "url", "string", "secret"})
+CAP_RE = re.compile(
+    r"^(?P<cap>tokens_max|tokens_min|max_dph|max_instances)(?P<op><=|>=)(?P<num>\d+(?:\.\d+)?)$"
+)
+
+
+def cap_applies(cap: str, name: str) -> bool:
+    """Whether a ``(check: limit cap<=N)`` cap bounds the binding ``name``."""
+    return {
+        "tokens_max": name.endswith("TOKENS_MAX") or name == "MAX_TOKENS",
+        "tokens_min": name.endswith("TOKENS_MIN"),
+        "max_dph": name.endswith("_MAX_DPH"),
+        "max_instances": name.endswith("_MAX_INSTANCES"),
+    }[cap]
+
+
+def caps(c: Constraint) -> list[tuple[str, str, Decimal]]:
+    """The ``cap<=N`` / ``cap>=N`` args of a limit constraint."""
+    out = []
+    for arg in c.args.split():
+        m = CAP_RE.match(arg)
+        if m:
+            out.append((m.group("cap"), m.group("op"), Decimal(m.group("num"))))
+    return out
 
 
 def inferred_type(name: str) -> str:
@@ -93,6 +116,7 @@ class Problem:
     entry: str  # what ``Policy.missing`` shows: a binding NAME or a LIMIT_CONFIG(...) entry
     message: str  # never quotes a value
     rule_ids: tuple[str, ...]
+    code: str = "BINDING_TYPE"  # the finding code: BINDING_MISSING | BINDING_TYPE | LIMIT_CONFIG
 
 
 class BindingReader:
@@ -134,9 +158,19 @@ class BindingReader:
         binding = self.declared.get(name)
         return binding is not None and not binding.optional
 
-    def problem(self, entry: str, message: str, rule_ids: tuple[str, ...] = ()) -> None:
-        if entry not in self.problems:
-            self.problems[entry] = Problem(entry, message, rule_ids or self.ids(entry))
+    def problem(
+        self, entry: str, message: str, rule_ids: tuple[str, ...] = (), code: str = "BINDING_TYPE"
+    ) -> None:
+        """Record one problem; the message gains the cited line (``NAME (FILE:Ln): why``)."""
+        if entry in self.problems:
+            return
+        ids = rule_ids or self.ids(entry)
+        if entry in self.declared and message.startswith(f"{entry}: "):
+            message = f"{entry} ({self.declared[entry].id}): {message[len(entry) + 2 :]}"
+        self.problems[entry] = Problem(entry, message, ids, code)
+
+    def unset(self, name: str, message: str, rule_ids: tuple[str, ...] = ()) -> None:
+        self.problem(name, message, rule_ids, code="BINDING_MISSING")
 
     def get(self, name: str) -> object:
         """The typed value, or None when unset or mistyped (a mistyped value is a problem)."""
@@ -169,6 +203,6 @@ class BindingReader:
         for name, binding in self.declared.items():
             if self.raw(name) is None:
                 if not binding.optional:
-                    self.problem(name, f"{name}: required binding is not set")
+                    self.unset(name, f"{name}: required binding is not set")
             else:
                 self.get(name)

@@ -65,7 +65,12 @@ def test_every_shipped_default_is_a_declared_binding():
 def test_every_required_binding_has_a_shipped_default():
     required = {n for n, b in bindings().items() if not b.optional}
     assert required <= set(BINDING_DEFAULTS)
-    assert compile_(repo_files(), env=dict(BINDING_DEFAULTS)).valid
+    from governance.checks_spec import env_values
+    from governance.compiler import compile_policy
+
+    r = compile_(repo_files())
+    assert r.valid and env_values(r.chain, dict(BINDING_DEFAULTS)) == []
+    assert compile_policy(r, dict(BINDING_DEFAULTS)).missing == ()
 
 
 def test_routes_table_lists_the_gateway_routes_with_known_actions():

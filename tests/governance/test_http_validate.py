@@ -239,6 +239,7 @@ def test_mistyped_binding_value_is_not_ready(tmp_path):
         assert (
             detail["ok"] is False and "BINDING_TYPE" in detail["detail"] and "three" not in detail["detail"]
         )
+        assert "VASTAI_TRIES" in detail["detail"]
 
 
 def test_every_served_route_is_declared(c):
