@@ -57,6 +57,18 @@ def mapping(chain: Sequence[Scope]) -> list[Finding]:
                         "info",
                     )
                 )
+            elif c.kind == "none" and c.modality in ("MUST", "MUST NOT"):
+                out.append(
+                    F(
+                        "UNMAPPED_CONSTRAINT",
+                        "manual",
+                        "OPERATIONS",
+                        c.file,
+                        c.line,
+                        f"{c.modality} line is marked (check: none): it is reviewed by hand and earns no bit",
+                        "warning",
+                    )
+                )
             elif c.kind == "none":
                 out.append(
                     F(
@@ -65,7 +77,7 @@ def mapping(chain: Sequence[Scope]) -> list[Finding]:
                         None,
                         c.file,
                         c.line,
-                        "acknowledged as a human-review rule (check: none)",
+                        f"{c.modality} line acknowledged as a human-review rule (check: none)",
                         "info",
                     )
                 )

@@ -227,6 +227,7 @@ def compile_files(
             return "LEARNING"
         return default or checks_docs.ROLE_BIT.get(base, "STRUCTURE")
 
+    exempt = checks_literals.surface_lines(chain)
     for idx, (scope, docs) in enumerate(found):
         is_leaf = idx == 0
         ancestors = [s for s, _ in found[idx:]]
@@ -235,7 +236,7 @@ def compile_files(
         findings += checks_docs.declare(scope, docs.get(scope.path("CANON.md")))
         defined = checks_docs.defined_terms(ancestors) | set(bindings)
         findings += checks_docs.vocab_closure(scope, docs, defined, "VOCAB" if is_leaf else "INHERITED")
-        findings += checks_literals.literals(docs.values(), leaf.spec_file, bit_for)
+        findings += checks_literals.literals(docs.values(), exempt, bit_for)
         findings += checks_docs.structure(docs.values(), present, bit_for)
     findings += checks_docs.roadmap(leaf, leaf_docs.get(leaf.path("ROADMAP.md")))
     findings += checks_spec.spec(leaf, leaf_docs.get(leaf.spec_file))
