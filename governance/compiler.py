@@ -37,6 +37,7 @@ class CompileResult:
     claimed_score: int | None
     sources_digest: str
     constraints: tuple[Constraint, ...] = field(default=())
+    mode: str = "scope"  # "scope": the whole chain; "single-file": see ``single_file``
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -57,6 +58,7 @@ class CompileResult:
     def as_dict(self) -> dict:
         return {
             "valid": self.valid,
+            "mode": self.mode,
             "scope": self.scope.name,
             "score": self.score,
             "tier": self.tier,
@@ -291,6 +293,35 @@ def compile_files(
         claimed_score=leaf.coverage_claim,
         sources_digest=sources_digest(chain),
         constraints=tuple(c for s in chain for c in s.constraints),
+    )
+
+
+# Findings that need the scope's other files; a single-file validation cannot judge them.
+CROSS_FILE = frozenset(
+    {"UNDEFINED_REF", "BINDING_MISSING", "COVERAGE_DRIFT", "NO_BASELINE", "MISSING_FILE", "BROKEN_LINK"}
+)
+ROLE_FILES = frozenset({"CANON", "README", "VOCAB", "LEARNING", "ROADMAP", "COVERAGE"})
+SINGLE_FILE_NOTE = "single-file: findings, valid, score and bits judge this one file's own findings"
+
+
+def spec_name(path: str) -> str | None:
+    """The scope name a lone file implies: ``{NAME}.md`` that is no role file names the SPEC."""
+    stem = path.rsplit("/", 1)[-1].removesuffix(".md")
+    if stem in ROLE_FILES or stem.startswith("LEARNING-") or not stem:
+        return None
+    return stem
+
+
+def single_file(result: CompileResult, path: str) -> CompileResult:
+    """``result`` narrowed to one file: its own findings (no cross-file ones), and the bits and
+    score recomputed from exactly those, so every report format says the same thing."""
+    kept = tuple(f for f in result.findings if f.file == path and f.code not in CROSS_FILE)
+    bits = coverage.bits_without_operations(kept)
+    bits["OPERATIONS"] = coverage.operations_ok(kept)
+    score = coverage.score_of(bits)
+    return replace(
+        result, findings=kept, bits=bits, score=score, tier=coverage.tier(score), claimed_score=None,
+        mode="single-file",
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from xml.sax.saxutils import escape, quoteattr
 
-from governance.compiler import CompileResult
+from governance.compiler import SINGLE_FILE_NOTE, CompileResult
 from governance.ir import BITS
 
 FORMATS = ("text", "json", "sarif", "github", "junit")
@@ -32,6 +32,8 @@ def render(result: CompileResult, fmt: str, *, policy_revision: str | None = Non
 def report_dict(result: CompileResult, *, policy_revision: str | None = None) -> dict:
     out = result.as_dict()
     out["policy_revision"] = policy_revision
+    if result.mode == "single-file":
+        out["note"] = SINGLE_FILE_NOTE
     return out
 
 
@@ -45,6 +47,8 @@ def text(result: CompileResult) -> str:
     lines.append(f"findings: {c['error']} error, {c['warning']} warning, {c['info']} info")
     claimed = "none" if result.claimed_score is None else f"{result.claimed_score}/255"
     lines.append(f"score: {result.score}/255 tier: {result.tier} claimed: {claimed}")
+    if result.mode == "single-file":
+        lines.append(f"mode: {SINGLE_FILE_NOTE}")
     lines.append("valid" if result.valid else "INVALID")
     return "\n".join(lines) + "\n"
 
@@ -90,6 +94,7 @@ def sarif(result: CompileResult) -> dict:
                 "properties": {
                     "score": result.score,
                     "bits": result.bits,
+                    "mode": result.mode,
                     "sourcesDigest": result.sources_digest,
                 },
             }
@@ -121,6 +126,7 @@ def github(result: CompileResult) -> str:
     c = result.counts()
     out.append(
         f"canonic validate: score {result.score}/255, {c['error']} error(s), {c['warning']} warning(s)"
+        + (f" ({SINGLE_FILE_NOTE})" if result.mode == "single-file" else "")
     )
     return "\n".join(out) + "\n"
 

@@ -1,7 +1,8 @@
 """``POST /validate``: compile governance documents sent by the caller and report.
 
 The body is ``{"files": {"CANON.md": "...", ...}, "previous": {...}?, "root": "MAGIC"?}`` or one
-raw ``text/markdown`` file (``?file=NAME``, per-file findings only). 200 with the report even
+raw ``text/markdown`` file (``?file=NAME``: the result narrowed to that file, see
+``governance.compiler.single_file``; ``{NAME}.md`` that is no role file is taken as the SPEC). 200 with the report even
 when the documents are invalid; 400 malformed, 413 over ``validate_max_bytes``, 415 wrong
 content type. File names are keys only: no path from the caller is ever opened.
 """
@@ -20,15 +21,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gateway import audit
 from gateway.auth import require
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from governance.compiler import CompileResult, compile_files, compile_policy
+from governance.compiler import CompileResult, compile_files, compile_policy, single_file, spec_name
 from governance.decision import Facts
 from governance.report import FORMATS, github, junit, report_dict, sarif, text
 
 router = APIRouter(tags=["governance"])
 _NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\.md$")
 MAX_FILES = 200
-# Findings that need the scope's other files; a single-file validation cannot judge them.
-CROSS_FILE = frozenset({"UNDEFINED_REF", "BINDING_MISSING", "COVERAGE_DRIFT", "NO_BASELINE"})
 _MEDIA = {
     "sarif": "application/sarif+json",
     "junit": "application/xml",
@@ -61,8 +60,19 @@ def _files(obj: Any, where: str) -> dict[str, str]:
             raise BadRequest(
                 f"{where}.{name} must be a string", param=f"{where}.{name}", code="invalid_value"
             )
+        _utf8(body, f"{where}.{name}")
         out[name] = body
     return out
+
+
+def _utf8(body: str, where: str) -> None:
+    """A JSON string may carry a lone surrogate (``\\ud800``): not text, refuse it."""
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            f"{where} is not valid Unicode text (lone surrogate)", param=where, code="invalid_encoding"
+        ) from None
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -136,10 +146,16 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         except UnicodeDecodeError:
             raise BadRequest("body is not UTF-8 text", code="invalid_encoding") from None
     governance = state.governance
-    vendored = [p for p in governance.vendored_parents() if p not in files]
-    merged = {**{p: governance.vendored_parents()[p] for p in vendored}, **files}
+    parents = governance.vendored_parents()
+    vendored = [p for p in parents if p not in files]
+    merged = {**{p: parents[p] for p in vendored}, **files}
+    fallback = (spec_name(single) if single is not None else None) or "SCOPE"
     with state.telemetry.span("governance.validate", {"canonic.validate.files": len(merged)}) as span:
-        result = compile_files(merged, previous=previous, root=root, canon_dir=settings.canon_dir)
+        result = compile_files(
+            merged, previous=previous, root=root, canon_dir=settings.canon_dir, fallback_name=fallback
+        )
+        if single is not None:
+            result = single_file(result, single)
         counts = result.counts()
         span.set_attributes(
             {
@@ -158,13 +174,7 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         revision = None
     payload = report_dict(result, policy_revision=revision)
     payload["vendored_parents"] = used
-    if single is not None:
-        payload["mode"] = "single-file"
-        payload["findings"] = [
-            f for f in payload["findings"] if f["file"] == single and f["code"] not in CROSS_FILE
-        ]
-        payload["valid"] = not any(f["severity"] == "error" for f in payload["findings"])
-    governance.record_validation(result)
+    governance.record_validation(result, mode=result.mode)
     facts = Facts(action="governance.validate", principal=principal.sub if principal else None)
     decision = audit.decide(request, facts)
     await audit.record(request, decision, facts, {
