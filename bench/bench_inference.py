@@ -9,11 +9,13 @@ subprocess), each measured with the same aiohttp load generator:
                (parent-based, trace-id ratio 0.1)
   gateway+all  the same with every span sampled (OTEL_TRACES_SAMPLER=always_on)
 
-    .venv/bin/python bench/bench_inference.py [--requests 2000] [--concurrency 32] [--stream]
+    .venv/bin/python bench/bench_inference.py [--requests 2000] [--concurrency 32] [--serial 500]
 
-Prints requests/s, p50/p99 latency (and time to first byte for --stream) per target, and each
-as a ratio of direct and of passthrough. Targets (DESIGN.md / issue 3, 4): the gateway close to
-the pass-through; telemetry costs under 10% of throughput.
+Four runs per target: non-stream at --concurrency and at concurrency 1, streamed at concurrency 16
+and at concurrency 1. Prints requests/s, p50/p99 latency and time to first byte per target, each as a
+ratio of direct and of the bare pass-through; then each gateway against the targets of
+reference/openai-vllm.md 4.3 (added latency, TTFT, req/s, RSS idle and after the load, startup)
+and the cost of telemetry (target: under 10% of throughput at the default sampler).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -83,7 +86,8 @@ def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def load(url: str, headers: dict, body: bytes, n: int, conc: int, stream: bool) -> dict:
+async def load(url: str, headers: dict, body: bytes, n: int, conc: int) -> dict:
+    """Closed-loop load: ``conc`` workers share ``n`` requests. Latency samples are 200s only."""
     lat: list[float] = []
     ttfb: list[float] = []
     errors = 0
@@ -101,9 +105,10 @@ async def load(url: str, headers: dict, body: bytes, n: int, conc: int, stream: 
                         async for _chunk in resp.content.iter_any():
                             if first is None:
                                 first = time.perf_counter()
-                        if resp.status != 200:
-                            errors += 1
+                        ok = resp.status == 200
                 except aiohttp.ClientError:
+                    ok = False
+                if not ok:
                     errors += 1
                     continue
                 t1 = time.perf_counter()
@@ -115,20 +120,30 @@ async def load(url: str, headers: dict, body: bytes, n: int, conc: int, stream: 
         elapsed = time.perf_counter() - started
     lat.sort()
     ttfb.sort()
+    if not lat:
+        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "ttfb_p50_ms": float("nan"),
+                "errors": errors}
     return {
         "rps": len(lat) / elapsed,
         "p50_ms": statistics.median(lat) * 1000,
-        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000,
+        "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
         "ttfb_p50_ms": statistics.median(ttfb) * 1000,
         "errors": errors,
     }
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per run at concurrency")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--serial", type=int, default=500, help="requests per run at concurrency 1")
     args = ap.parse_args()
 
     procs: list[subprocess.Popen] = []
@@ -143,55 +158,84 @@ def main() -> None:
         wait_up(upstream + "/models")
         pport = free_port()
         procs.append(spawn([PY, str(REPO / "bench" / "passthrough.py"), str(pport), upstream]))
+        wait_up(f"http://127.0.0.1:{pport}/docs")
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        base_env.update({
-            "GATEWAY_JWT_SECRET": SECRET, "VASTAI_BASE_URL": upstream, "VASTAI_MODEL": MODEL,
-            "CANONIC_LEDGER_PATH": f"{tmp}/ledger/decisions.jsonl", "PYTHONPATH": str(REPO),
-        })
+        base_env.update({"GATEWAY_JWT_SECRET": SECRET, "VASTAI_BASE_URL": upstream, "VASTAI_MODEL": MODEL,
+                         "PYTHONPATH": str(REPO)})
         serve = [PY, "-m", "uvicorn", "--factory", "gateway.app:create_app", "--host", "127.0.0.1",
                  "--log-level", "warning", "--app-dir", str(REPO)]
-        gport, oport, aport = free_port(), free_port(), free_port()
-        procs.append(spawn(serve + ["--port", str(gport)], {**base_env, "CANONIC_TELEMETRY_ENABLED": "false"}))
-        otel_env = {**base_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}",
-                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
-        procs.append(spawn(serve + ["--port", str(oport)], otel_env))
-        procs.append(spawn(serve + ["--port", str(aport)], {**otel_env, "OTEL_TRACES_SAMPLER": "always_on"}))
-        for port in (pport, gport, oport, aport):
-            wait_up(f"http://127.0.0.1:{port}/healthz" if port != pport else f"http://127.0.0.1:{port}/docs")
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        gateways = {  # name -> extra environment; each gateway has its own ledger file
+            "gateway": {"CANONIC_TELEMETRY_ENABLED": "false"},
+            "gateway+otel": otel,
+            "gateway+all": {**otel, "OTEL_TRACES_SAMPLER": "always_on"},
+        }
+        ports: dict[str, int] = {}
+        gprocs: dict[str, subprocess.Popen] = {}
+        startup: dict[str, float] = {}
+        for name, extra in gateways.items():
+            port = free_port()
+            env = {**base_env, **extra, "CANONIC_LEDGER_PATH": f"{tmp}/{name}/decisions.jsonl"}
+            t0 = time.perf_counter()
+            gprocs[name] = spawn(serve + ["--port", str(port)], env)
+            wait_up(f"http://127.0.0.1:{port}/healthz")
+            startup[name] = time.perf_counter() - t0
+            ports[name] = port
+        idle = {name: rss_mb(p.pid) for name, p in gprocs.items()}
 
         token = mint_token(Settings(jwt_secret=SECRET), "bench", ["inference"], 3600)
-        payload = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
-        if args.stream:
-            payload["stream"] = True
-        body = json.dumps(payload).encode()
         plain = {"content-type": "application/json"}
         authed = {**plain, "authorization": f"Bearer {token}"}
-        targets = [
-            ("direct", upstream + "/chat/completions", plain),
-            ("passthrough", f"http://127.0.0.1:{pport}/v1/chat/completions", plain),
-            ("gateway", f"http://127.0.0.1:{gport}/v1/chat/completions", authed),
-            ("gateway+otel", f"http://127.0.0.1:{oport}/v1/chat/completions", authed),
-            ("gateway+all", f"http://127.0.0.1:{aport}/v1/chat/completions", authed),
+        targets = [("direct", upstream, plain), ("passthrough", f"http://127.0.0.1:{pport}/v1", plain)]
+        targets += [(name, f"http://127.0.0.1:{port}/v1", authed) for name, port in ports.items()]
+
+        def body(stream: bool) -> bytes:
+            payload = {"model": MODEL, "messages": [{"role": "user", "content": "Is Santa real?"}], "max_tokens": 16}
+            if stream:
+                payload["stream"] = True
+            return json.dumps(payload).encode()
+
+        runs = [
+            (f"non-stream c={args.concurrency}", False, args.requests, args.concurrency),
+            ("non-stream c=1", False, args.serial, 1),
+            (f"stream c={min(16, args.concurrency)}", True, args.requests // 2, min(16, args.concurrency)),
+            ("stream c=1", True, args.serial, 1),
         ]
-        results = {}
-        for name, url, headers in targets:
-            asyncio.run(load(url, headers, body, min(200, args.requests), args.concurrency, args.stream))  # warm-up
-            results[name] = asyncio.run(load(url, headers, body, args.requests, args.concurrency, args.stream))
-        mode = "stream" if args.stream else "non-stream"
-        print(f"chat completions, {mode}, {args.requests} requests at concurrency {args.concurrency}")
-        print(f"{'target':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttfb ms':>9}{'errors':>8}"
-              f"{'vs direct':>11}{'vs bare':>9}")
-        for name, r in results.items():
-            print(f"{name:<14}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['ttfb_p50_ms']:>9.2f}"
-                  f"{r['errors']:>8}{r['rps'] / results['direct']['rps']:>11.2f}"
-                  f"{r['rps'] / results['passthrough']['rps']:>9.2f}")
+        results: dict[str, dict[str, dict]] = {}
+        for label, stream, n, conc in runs:
+            results[label] = {}
+            for name, url, headers in targets:
+                url = url + "/chat/completions"
+                asyncio.run(load(url, headers, body(stream), min(100, n), conc))  # warm-up
+                results[label][name] = asyncio.run(load(url, headers, body(stream), n, conc))
+        after = {name: rss_mb(p.pid) for name, p in gprocs.items()}
+
+        for label, rows in results.items():
+            print(f"\nchat completions, {label}")
+            print(f"{'target':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttfb ms':>9}{'errors':>8}"
+                  f"{'vs direct':>11}{'vs bare':>9}")
+            for name, r in rows.items():
+                print(f"{name:<14}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['ttfb_p50_ms']:>9.2f}"
+                      f"{r['errors']:>8}{r['rps'] / rows['direct']['rps']:>11.2f}"
+                      f"{r['rps'] / rows['passthrough']['rps']:>9.2f}")
+        serial = results["non-stream c=1"]
+        stream_rows = results["stream c=1"]
+        print("\nagainst the targets (reference/openai-vllm.md 4.3), gateway+otel = auth + policy + ledger + telemetry:")
+        for name in gateways:
+            added50 = serial[name]["p50_ms"] - serial["direct"]["p50_ms"]
+            added99 = serial[name]["p99_ms"] - serial["direct"]["p99_ms"]
+            ttfb = stream_rows[name]["ttfb_p50_ms"] - stream_rows["direct"]["ttfb_p50_ms"]
+            rps = results[runs[0][0]][name]["rps"]
+            print(f"  {name:<13} added p50 {added50:5.2f} ms (<= 1.5), p99 {added99:5.2f} ms (<= 5), "
+                  f"TTFT at c=1 +{ttfb:5.2f} ms (<= 2), {rps:5.0f} req/s at c={args.concurrency} (>= 700), "
+                  f"RSS {idle[name]:.0f} -> {after[name]:.0f} MB (<= 100), startup {startup[name]:.2f} s (<= 2)")
         for name in ("gateway+otel", "gateway+all"):
-            loss = 1 - results[name]["rps"] / results["gateway"]["rps"]
+            loss = 1 - results[runs[0][0]][name]["rps"] / results[runs[0][0]]["gateway"]["rps"]
             print(f"telemetry cost ({name}): {loss * 100:.1f}% of gateway throughput (target < 10% at the default)")
     finally:
-        for p in procs:
+        for p in procs + list(locals().get("gprocs", {}).values()):
             p.terminate()
-        for p in procs:
+        for p in procs + list(locals().get("gprocs", {}).values()):
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
@@ -202,6 +246,7 @@ def main() -> None:
             print(f"spans received by the loopback OTLP receiver: {spans}")
         except subprocess.TimeoutExpired:
             receiver.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
