@@ -11,6 +11,8 @@ from governance.checks_spec import caps
 from governance.ir import Finding, Scope
 
 _OPPOSITE = {"MUST": "MUST NOT", "MUST NOT": "MUST", "SHOULD": "SHOULD NOT", "SHOULD NOT": "SHOULD"}
+# A child restating an inherited line at one of these modalities weakens it (a warning).
+_WEAKER = {"SHOULD": ("MUST",), "MAY": ("MUST", "MUST NOT"), "SHOULD NOT": ("MUST NOT",)}
 
 
 def norm(text: str) -> str:
@@ -40,6 +42,21 @@ def weakening(chain: Sequence[Scope]) -> list[Finding]:
                         constraint=hit.id,
                     )
                 )
+            for strong in _WEAKER.get(c.modality, ()):
+                hit = by_text.get((strong, norm(c.text)))
+                if hit is not None:
+                    out.append(
+                        F(
+                            "WEAKENED_MODALITY",
+                            "inheritance",
+                            "INHERITED",
+                            c.file,
+                            c.line,
+                            f"{c.modality} restates the inherited {hit.modality} at {hit.id} more weakly",
+                            "warning",
+                            constraint=hit.id,
+                        )
+                    )
             if c.kind != "limit":
                 continue
             for cap, op, num in caps(c):

@@ -99,3 +99,15 @@ def test_inherited_needs_canon(files):
     assert "INHERITED" in off_bits(r)
     assert "INHERITED" in off_bits(compile_({"README.md": "# hi"}))
     assert compile_({"README.md": "# hi"}).score == 0
+
+
+@pytest.mark.parametrize("weaker", ["SHOULD", "MAY"])
+def test_child_restating_an_inherited_must_more_weakly_warns(files, weaker):
+    canon = replace_once(
+        files["CANON.md"], "MUST: Fail closed on validation failure (check: fail_closed)",
+        f"{weaker}: Fail closed on validation failure (check: fail_closed)",
+    )
+    r = compile_({**files, "CANON.md": canon})
+    warns = [(f.code, f.file, f.line, f.constraint) for f in r.findings if f.severity == "warning"]
+    parent = f"canon/MAGIC/CANON.md:L{line_of(files['canon/MAGIC/CANON.md'], 'MUST: Fail closed on validation')}"
+    assert warns == [("WEAKENED_MODALITY", "CANON.md", line_of(canon, "Fail closed on validation"), parent)]
