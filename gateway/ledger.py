@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ServiceUnavailable
-from gateway.ledger_file import LedgerFile
+from gateway.ledger_file import LedgerFile, LedgerStateError
 from gateway.ledger_record import build_record, known_secrets
 from gateway.ledger_verify import GENESIS, canonical_json, record_hash
 from gateway.settings import Settings
@@ -237,14 +237,16 @@ class Ledger:
     def _write(self, batch: list[_Item]) -> int:
         """Runs in a worker thread. Reopens the file when needed, skips lines already on disk."""
         disk_seq = self._file.ensure_open()
-        todo = [it.line for it in batch if it.seq > disk_seq]
+        todo = [it for it in batch if it.seq > disk_seq]
         if todo:
-            self._file.write(b"".join(todo))
+            self._file.write(b"".join(it.line for it in todo), todo[-1].seq, todo[-1].hash)
         return len(todo)
 
     # -- incidents -------------------------------------------------------------------------
     def _mark_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, OSError) and exc.errno:
+        if isinstance(exc, LedgerStateError):
+            reason = str(exc)
+        elif isinstance(exc, OSError) and exc.errno:
             reason = f"{type(exc).__name__}: {os.strerror(exc.errno)}"
         else:
             reason = f"{type(exc).__name__}: {exc}"

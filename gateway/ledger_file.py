@@ -5,17 +5,31 @@ copied to ``<name>.corrupt`` and truncated away, and the chain tail (last ``seq`
 read from the last complete record of the active file, or of the newest rotated file when the
 active file is empty. Any write error closes the file, so the next attempt reopens (and repairs)
 from what is really on disk.
+
+One writer per ledger: opening takes an exclusive, non-blocking ``flock`` on ``<ledger>.lock``
+(holding the holder's pid) and keeps it until ``close()``; a second writer (another gateway, a CLI)
+gets ``LedgerLocked``. After each written batch the anchor ``<ledger>.head`` (last seq and hash) is
+replaced atomically (temp file + rename, fsynced with the data when ``ledger_fsync``); opening
+refuses a chain that ends before the anchor (``LedgerTruncated``). See ledger_verify for the limit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.ledger_verify import GENESIS, ledger_files, next_rotation_name, record_hash
+from gateway.ledger_verify import (
+    GENESIS,
+    anchor_path,
+    ledger_files,
+    next_rotation_name,
+    read_anchor,
+    record_hash,
+)
 
 log = logging.getLogger("canonic.ledger")
 
@@ -57,6 +71,18 @@ def _tail_of(raw: bytes, where: Path) -> tuple[int, str]:
     return seq, digest
 
 
+class LedgerStateError(ValueError):
+    """The ledger cannot be written for a reason the operator must see as is (lock, truncation)."""
+
+
+class LedgerLocked(LedgerStateError):
+    pass
+
+
+class LedgerTruncated(LedgerStateError):
+    pass
+
+
 class LedgerFile:
     def __init__(self, path: Path, max_bytes: int, fsync: bool) -> None:
         self.path = Path(path)
@@ -65,15 +91,52 @@ class LedgerFile:
         self._fh: BinaryIO | None = None
         self._size = 0
         self.repairs = 0
+        self._lock_fd: int | None = None
 
     @property
     def sidecar(self) -> Path:
         return self.path.with_name(self.path.name + ".corrupt")
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _lock(self) -> None:
+        if self._lock_fd is not None:
+            try:  # still the lock file at our path (not a directory replaced under us)?
+                on_path, mine = os.stat(self.lock_path), os.fstat(self._lock_fd)
+                if (on_path.st_ino, on_path.st_dev) == (mine.st_ino, mine.st_dev):
+                    return
+            except OSError:
+                pass
+            self._unlock()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise LedgerLocked(f"ledger locked by another process (pid {holder}): {self.path.name} has one writer") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
     def open(self) -> tuple[int, str]:
-        """Open (creating parents), repair a partial last line, return the chain tail (seq, hash)."""
-        self.close()
+        """Lock, open (creating parents), repair a partial last line, check the anchor, return the
+        chain tail (seq, hash)."""
+        self._drop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
         fh: BinaryIO = open(self.path, "ab+")  # noqa: SIM115 - kept open for the writer
         try:
             size = fh.seek(0, os.SEEK_END)
@@ -83,11 +146,36 @@ class LedgerFile:
                 size = end
             raw = _last_complete_line(fh, size)
             tail = _tail_of(raw, self.path) if raw is not None else self._rotated_tail()
+            self._check_anchor(tail)
         except BaseException:
             fh.close()
             raise
         self._fh, self._size = fh, size
         return tail
+
+    def _check_anchor(self, tail: tuple[int, str]) -> None:
+        anchor = read_anchor(self.path)  # ValueError when corrupt: refuse as well
+        if anchor is None:
+            return
+        seq, digest = anchor
+        if seq > tail[0] or (seq == tail[0] and digest != tail[1]):
+            raise LedgerTruncated(
+                f"the chain ends at seq {tail[0]} but {anchor_path(self.path).name} records seq {seq}: "
+                "records were removed or rewritten; run `canonic ledger verify`"
+            )
+
+    def _write_anchor(self, seq: int, digest: str) -> None:
+        final = anchor_path(self.path)
+        tmp = final.with_name(final.name + ".tmp")
+        data = json.dumps({"hash": digest, "seq": seq}, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
 
     def _repair(self, fh: BinaryIO, end: int, size: int) -> None:
         fh.seek(end)
@@ -136,7 +224,9 @@ class LedgerFile:
         seq, _ = self.open()
         return seq
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, seq: int, digest: str) -> None:
+        """Append ``data`` (complete lines ending with record ``seq``/``digest``), flush, move the
+        anchor. Any failure closes the file (the next attempt reopens from what is on disk)."""
         try:
             if self._size > 0 and self._size + len(data) > self.max_bytes:
                 self._rotate()
@@ -146,8 +236,9 @@ class LedgerFile:
             if self.fsync:
                 os.fsync(self._fh.fileno())
             self._size += len(data)
+            self._write_anchor(seq, digest)
         except BaseException:
-            self.close()
+            self._drop()
             raise
 
     def _rotate(self) -> None:
@@ -165,6 +256,11 @@ class LedgerFile:
                 os.close(dfd)
 
     def close(self) -> None:
+        """Close the file and release the writer lock."""
+        self._drop()
+        self._unlock()
+
+    def _drop(self) -> None:
         fh, self._fh = self._fh, None
         if fh is not None:
             try:

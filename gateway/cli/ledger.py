@@ -6,6 +6,7 @@ Exit codes: 0 chain valid, 1 chain broken (FILE:LINE and what is wrong), 2 could
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -13,13 +14,24 @@ import typer
 from gateway.ledger_verify import canonical_json, read_tail, verify_chain
 from gateway.settings import Settings
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _COLUMNS = ("seq", "time", "decision_id", "principal", "action", "model", "allow", "outcome", "latency_ms", "rule_ids")
 
 
 def _default_path(path: Path | None) -> Path:
+    """The given path, or the configured one. A bad setting: one line naming it, exit 2 (the
+    value itself is not echoed: it may be a secret)."""
     if path is not None:
         return path
-    settings = Settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err.get("loc", ())) or "?"
+        typer.echo(f"error: invalid setting {name} (env CANONIC_{name.upper()}): {err.get('msg')}", err=True)
+        raise typer.Exit(2) from None
     return settings.resolve(settings.ledger_path)
 
 
@@ -38,11 +50,19 @@ def register(app: typer.Typer) -> None:
     def verify(
         path: Path = typer.Argument(None, help="The active ledger file (default: the configured ledger path)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+        expect_seq: int = typer.Option(None, "--expect-seq", min=1,
+                                       help="The chain must reach this seq (from a record kept elsewhere)."),
+        expect_hash: str = typer.Option(None, "--expect-hash",
+                                        help="The hash of the record at --expect-seq (or of the last record)."),
     ) -> None:
-        """Check the chain across rotated files; report the first broken or truncated record."""
+        """Check the chain across rotated files and up to its anchor; report the first broken,
+        truncated or missing record."""
+        if expect_hash is not None and not _HEX64.fullmatch(expect_hash):
+            typer.echo("error: --expect-hash must be 64 lowercase hex digits (a record's hash)", err=True)
+            raise typer.Exit(2)
         target = _default_path(path)
         try:
-            result = verify_chain(target)
+            result = verify_chain(target, expect_seq=expect_seq, expect_hash=expect_hash)
         except OSError as exc:
             typer.echo(f"error: cannot read ledger {target}: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None

@@ -110,25 +110,26 @@ async def test_kill_9_mid_append_then_restart_keeps_every_acknowledged_record(tm
 
 
 async def test_partial_last_line_is_moved_to_sidecar_and_truncated(tmp_path: Path) -> None:
+    """What a kill mid-write leaves: every acknowledged record plus part of the next line (the
+    anchor still names the last complete record, since it moves only after a whole batch)."""
     settings = make_settings(tmp_path)
     await write_ledger(settings, 6)
     path = ledger_path(settings)
     whole = path.read_bytes()
-    cut = whole[:-50]
-    path.write_bytes(cut)
-    partial = cut[cut.rindex(b"\n") + 1 :]
+    partial = whole.splitlines()[-1][:-50]
+    path.write_bytes(whole + partial)
     assert partial and not verify_chain(path).ok
 
     led = Ledger(settings)
     await led.start()
     sidecar = path.with_name(path.name + ".corrupt")
     assert sidecar.read_bytes() == partial + b"\n"
-    assert verify_chain(path).ok and verify_chain(path).records == 5
+    assert verify_chain(path).ok and verify_chain(path).records == 6
     await led.append(decision(99), durable=True)
     await led.stop()
     result = verify_chain(path)
-    assert result.ok and result.records == 6
-    assert [r["decision_id"] for r in read_records(path)] == [f"d{i:05d}" for i in range(5)] + ["d00099"]
+    assert result.ok and result.records == 7
+    assert [r["decision_id"] for r in read_records(path)] == [f"d{i:05d}" for i in range(6)] + ["d00099"]
 
 
 async def test_corrupt_last_complete_record_keeps_ledger_unavailable(tmp_path: Path) -> None:
