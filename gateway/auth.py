@@ -32,7 +32,7 @@ class Verifier:
     public key. Mixing families is refused at construction, which rules out HS/RS confusion."""
 
     def __init__(self, settings: Settings) -> None:
-        algs = [a.upper() for a in settings.jwt_algorithms]
+        algs = _algorithms(settings)
         if not algs or any(a not in _SYMMETRIC | _ASYMMETRIC for a in algs):
             raise ValueError(f"unsupported JWT algorithms {algs}; allowed: {sorted(_SYMMETRIC | _ASYMMETRIC)}")
         if set(algs) & _SYMMETRIC and set(algs) & _ASYMMETRIC:
@@ -83,7 +83,8 @@ class Verifier:
                 algorithms=self.algorithms,
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require_exp": True, "require_sub": True, "leeway": self.leeway},
+                options={"require_exp": True, "require_sub": True, "require_aud": True, "require_iss": True,
+                         "leeway": self.leeway},
             )
         except ExpiredSignatureError:
             raise Unauthorized("token has expired", code="token_expired") from None
@@ -100,6 +101,37 @@ class Verifier:
             scope_set = frozenset()
         principal = Principal(sub=str(claims["sub"]), scopes=scope_set, token_id=claims.get("jti"))
         return principal, float(claims["exp"])
+
+
+def _algorithms(settings: Settings) -> list[str]:
+    """The configured algorithms; when only a public key is set and ``jwt_algorithms`` was left at
+    its default, the family is inferred from the key (RSA -> RS256, EC -> ES256/384/512 by curve)."""
+    algs = [a.upper() for a in settings.jwt_algorithms]
+    if "jwt_algorithms" in settings.model_fields_set or settings.jwt_secret or not settings.jwt_public_key:
+        return algs
+    return [key_algorithm(settings.jwt_public_key)]
+
+
+def key_algorithm(pem: str) -> str:
+    """The JWT algorithm a PEM public key (or certificate) verifies; ValueError for anything else."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    data = pem.strip().encode()
+    try:
+        key = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
+               else load_pem_public_key(data))
+    except ValueError:
+        raise ValueError("GATEWAY_JWT_PUBLIC_KEY is not a PEM public key or certificate") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        by_curve = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        if key.curve.name in by_curve:
+            return by_curve[key.curve.name]
+        raise ValueError(f"GATEWAY_JWT_PUBLIC_KEY uses the unsupported curve {key.curve.name}")
+    raise ValueError(f"GATEWAY_JWT_PUBLIC_KEY is a {type(key).__name__}; use an RSA or EC (P-256/384/521) key")
 
 
 def mint_token(settings: Settings, sub: str, scopes: Iterable[str], ttl_s: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,11 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+log = logging.getLogger("canonic.errors")
+
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
@@ -81,6 +85,15 @@ class UnsupportedMediaType(GatewayError):
     status, type = 415, "invalid_request_error"
 
 
+class ClientClosed(GatewayError):
+    """The client disconnected before its answer was ready (nginx's 499; never seen by the client)."""
+
+    status, type = 499, "client_closed"
+
+    def __init__(self, message: str = "the client closed the connection", **kw: Any) -> None:
+        super().__init__(message, code="client_closed", **kw)
+
+
 class ServiceUnavailable(GatewayError):
     status, type = 503, "service_unavailable"
 
@@ -131,5 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Never leak internals: the message names the request id only.
+        # Never leak internals: the message names the request id only; the log has the traceback.
+        rid = getattr(request.state, "request_id", None)
+        log.error("unhandled error for request %s (%s %s)", rid, request.method, request.url.path, exc_info=exc)
         return error_response(GatewayError("internal error; see the gateway log for this request id"), request)

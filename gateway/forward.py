@@ -7,8 +7,10 @@ total = T per attempt. A non-stream answer arrives only when generation is done,
 headers and body share the total.
 
 Budget = the primary's ``tries`` minus the client's ``x-stainless-retry-count`` (at least 1).
-Only connection errors, timeouts, broken streams, 429 and 5xx are retried; a 4xx is answered
-at once. A retry of the same upstream waits ``retry_delay_ms * 2^(n-1)`` (capped, with up to
+Only connection errors, timeouts, broken streams, 429 and 500/502/503/504 are retried; a 4xx
+or a permanent 5xx (501, 505, ...) is answered at once and does not count toward the circuit.
+Retries stop when the client has gone: an attempt in flight is cancelled (its upstream is not
+blamed) and no further attempt starts. A retry of the same upstream waits ``retry_delay_ms * 2^(n-1)`` (capped, with up to
 25 % jitter) or the upstream's Retry-After when that is short; a switch to another upstream or
 to the fallback provider does not wait. When a fallback exists, the last unit of the budget is
 kept for it. After the budget is spent the answer carries ``x-should-retry: false``.
@@ -19,21 +21,29 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
 from gateway import sse
-from gateway.errors import GatewayError
+from gateway.errors import ClientClosed, GatewayError
 from gateway.telemetry import Telemetry
 from gateway.upstream_span import AttemptSpan as _AttemptSpan
 from gateway.upstreams import Upstream, UpstreamRegistry, learn_max_model_len
 
 RETRY_CAP_S = 4.0  # longest wait between two tries, and the longest Retry-After we wait out
+BUSY_CAP_S = 300.0  # longest a Retry-After keeps an upstream marked busy
 PROBE_TIMEOUT_S = 2.0
+LEARN_TIMEOUT_S = 1.0  # /v1/models read for max_model_len, in the background
+LEARN_WAIT_S = 0.25  # how long a request waits for that read before skipping the local check
 ERROR_BODY_LIMIT = 65_536
+BODY_LIMIT = 64 * 1024 * 1024  # a non-stream upstream body larger than this is a 502
+RETRYABLE_5XX = frozenset({500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Call:
     request_id: str
     client_retries: int = 0
     strip_usage: bool = False
+    gone: asyncio.Event | None = None  # set when the client disconnects
 
 
 @dataclass
@@ -82,6 +93,21 @@ class Failure(Exception):
         self.provider = ""
 
 
+def retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _retry_after(headers: Any) -> tuple[float | None, dict[str, str]]:
     passed: dict[str, str] = {}
     seconds: float | None = None
@@ -89,10 +115,7 @@ def _retry_after(headers: Any) -> tuple[float | None, dict[str, str]]:
     ra = headers.get("retry-after")
     if ra is not None:
         passed["Retry-After"] = ra
-        try:
-            seconds = float(ra)
-        except ValueError:
-            seconds = None
+        seconds = retry_after_seconds(ra)
     if ms is not None:
         passed["retry-after-ms"] = ms
         try:
@@ -148,8 +171,8 @@ class Forwarder:
         schedules a half-open /health probe for any open circuit whose cooldown has passed."""
         chosen = None
         for upstream in self.registry.for_provider(provider):
-            if upstream.circuit.allows():
-                chosen = chosen or upstream
+            if chosen is None and upstream.circuit.allows():
+                chosen = upstream
             elif upstream.circuit.probe_due():
                 task = asyncio.get_running_loop().create_task(self._probe(upstream))
                 self._probes.add(task)
@@ -170,10 +193,38 @@ class Forwarder:
         upstream.circuit.probe_result(ok)
 
     async def max_model_len(self, provider: str, timeout_ms: int) -> int | None:
-        upstream = self.pick(provider)
-        if upstream is None:
+        """The first upstream's max_model_len, or None while it is unknown. Learned from its
+        /v1/models in the background (short timeout; a connection failure or timeout feeds its
+        circuit, and a failed read is not repeated for a few seconds); a caller waits at most
+        LEARN_WAIT_S for it and otherwise goes on without the local context check."""
+        upstreams = [u for u in self.registry.for_provider(provider) if u.circuit.state == "closed"]
+        if not upstreams:
             return None
-        return await learn_max_model_len(self.session, upstream, Timeouts.from_ms(timeout_ms).first_byte)
+        upstream = upstreams[0]
+        if upstream.max_model_len is not None:
+            return upstream.max_model_len
+        task = upstream.learning
+        if task is None:
+            if asyncio.get_running_loop().time() < upstream.learn_after:
+                return None
+            timeout = min(LEARN_TIMEOUT_S, Timeouts.from_ms(timeout_ms).first_byte)
+            task = asyncio.get_running_loop().create_task(self._learn(upstream, timeout))
+            upstream.learning = task
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+        await asyncio.wait({task}, timeout=LEARN_WAIT_S)
+        return upstream.max_model_len
+
+    async def _learn(self, upstream: Upstream, timeout_s: float) -> None:
+        try:
+            _, failure = await learn_max_model_len(self.session, upstream, timeout_s)
+            if upstream.max_model_len is None:
+                upstream.learn_after = asyncio.get_running_loop().time() + 5.0
+            if failure is not None:
+                upstream.circuit.failure(refused=failure == "refused")
+                self._circuit_metric(upstream)
+        finally:
+            upstream.learning = None
 
     # -- the logical request --------------------------------------------------------------------
     async def send(self, call: Call, on_stream_end: Callable[[dict[str, Any]], Any]) -> Served:
@@ -190,6 +241,8 @@ class Forwarder:
             previous: Upstream | None = None
             tries_here = 0
             while attempts < budget:
+                if call.gone is not None and call.gone.is_set():
+                    raise ClientClosed()
                 if index + 1 < len(phases) and attempts > 0 and budget - attempts == 1:
                     if self.registry.for_provider(phases[index + 1].name):
                         break  # keep the last unit of the budget for the fallback
@@ -204,8 +257,9 @@ class Forwarder:
                     self._count_retry(binding.name, switched=index > 0 and tries_here == 1, primary=phases[0].name)
                 span = _AttemptSpan(self.telemetry, call, binding, upstream, attempts)
                 try:
-                    served = await self._attempt(upstream, call, body, timeouts, span.wrap(on_stream_end),
-                                                 span.headers)
+                    attempt = self._attempt(upstream, call, body, timeouts, _span_end(span, on_stream_end),
+                                            span.headers)
+                    served = await (attempt if call.gone is None else _unless_gone(attempt, call.gone))
                 except Failure as failure:
                     failure.provider = binding.name
                     last = failure
@@ -215,6 +269,10 @@ class Forwarder:
                         raise self._final(failure, binding.name) from None
                     previous = upstream
                     continue
+                except BaseException as exc:  # the client left, a cancellation, a bug: end the span anyway
+                    upstream.circuit.abandon()
+                    span.done(None, status="client_closed" if isinstance(exc, ClientClosed) else type(exc).__name__)
+                    raise
                 upstream.circuit.success()
                 self._circuit_metric(upstream)
                 served.provider, served.attempts = binding.name, attempts
@@ -244,8 +302,10 @@ class Forwarder:
     def _note(self, upstream: Upstream, failure: Failure) -> None:
         circuit = upstream.circuit
         if failure.kind == "status" and failure.status == 429:
+            if circuit.state == "half_open":
+                circuit.success()  # the trial reached a live upstream
             if failure.retry_after is not None and failure.retry_after > RETRY_CAP_S:
-                circuit.busy(failure.retry_after)
+                circuit.busy(min(BUSY_CAP_S, failure.retry_after))
         elif failure.retryable:
             circuit.failure(refused=failure.refused)
         else:
@@ -272,7 +332,7 @@ class Forwarder:
                     raw = await resp.content.read(ERROR_BODY_LIMIT)
                     raise self._status_failure(resp, raw)
                 if not call.stream:
-                    raw = await resp.read()
+                    raw = await _read_bounded(resp)
                     return Served("", 0, body=raw, content_type=resp.headers.get("Content-Type", "application/json"),
                                   usage=sse.usage_of(raw))
             if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
@@ -306,7 +366,7 @@ class Forwarder:
     def _status_failure(resp: aiohttp.ClientResponse, raw: bytes) -> Failure:
         status = resp.status
         message, param = _upstream_error(raw)
-        if status == 429 or status >= 500:
+        if status == 429 or status in RETRYABLE_5XX:
             seconds, passed = _retry_after(resp.headers)
             return Failure("status", message, status=status, retry_after=seconds, headers=passed)
         return Failure("status", message, status=status, retryable=False, param=param)
@@ -320,6 +380,9 @@ class Forwarder:
             # The gateway's own credentials or binding are wrong: not the caller's fault.
             return GatewayError(f"upstream provider {provider} refused the bound model or the gateway's "
                                 f"credentials (HTTP {status})", status=502, code="upstream_error", headers=headers)
+        if status >= 500:  # a permanent upstream failure (501 Not Implemented, 505, ...)
+            return GatewayError(f"upstream provider {provider} failed permanently (HTTP {status}): "
+                                f"{failure.message}", status=502, code="upstream_error", headers=headers)
         return GatewayError(failure.message, status=status, param=failure.param, code="upstream_error",
                             headers=headers)
 
@@ -357,3 +420,57 @@ class Forwarder:
         detail = f"HTTP {last.status}" if last.status else last.message
         return GatewayError(f"upstream provider {last.provider} failed ({detail}); the gateway's retry budget is "
                             "spent", status=502, code="upstream_error", headers=headers)
+
+
+def _span_end(span: _AttemptSpan, on_end: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """The stream's on_end with the attempt span ended first; the span sees the stream's result
+    ("ok", "cut", "client_closed", ...) as its status, the route the whole outcome."""
+    ended = span.wrap(_ignore)
+
+    async def end(outcome: dict[str, Any]) -> None:
+        try:
+            await ended({**outcome, "status": outcome.get("result", "ok")})
+        finally:
+            await on_end(outcome)
+
+    return end
+
+
+async def _ignore(outcome: dict[str, Any]) -> None:
+    return None
+
+
+async def _unless_gone(attempt: Any, gone: asyncio.Event) -> Served:
+    """Await ``attempt`` unless the client disconnects first: then cancel it, raise ClientClosed."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(attempt)
+    waiter = loop.create_task(gone.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        waiter.cancel()
+        task.cancel()
+        raise
+    waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise ClientClosed()
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """A non-stream body, refused (502, not retried) past BODY_LIMIT bytes."""
+    declared = resp.content_length
+    if declared is not None and declared <= BODY_LIMIT:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await resp.content.read(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            raise Failure("too_large", f"upstream answer exceeds the {BODY_LIMIT}-byte limit", retryable=False)
+        chunks.append(chunk)

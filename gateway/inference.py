@@ -66,10 +66,12 @@ def denial(decision: Any, policy: Any, routable: bool = True) -> GatewayError:
     if code == "field_not_allowed":
         field = reason.rsplit(": ", 1)[-1].strip("'\"")
         return BadRequest(f"{reason}{rules}", param=field, code=code, headers=retry)
-    if code == "binding_missing":
-        missing = ", ".join(getattr(policy, "missing", ()) or ()) or "unknown"
-        return ServiceUnavailable(f"inference is unavailable: missing or invalid bindings: {missing}{rules}",
-                                  code=code, headers=retry)
+    if code in ("binding_missing", "policy_refused"):
+        # The gateway's configuration is at fault, not the caller: 503 until an operator fixes it.
+        missing = ", ".join(getattr(policy, "missing", ()) or ())
+        what = f"missing or invalid bindings: {missing}" if missing else "the governance policy did not compile"
+        return ServiceUnavailable(f"inference is unavailable: {what} ({reason}){rules}", code=code,
+                                  headers={**retry, "Retry-After": "30"})
     return Forbidden(f"denied by policy: {reason}{rules}", code=code, headers=retry)
 
 

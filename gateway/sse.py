@@ -5,12 +5,18 @@ never re-serialized. Before the commit point the first events are parsed to find
 content-bearing one (a chat stream's role-only chunk is held back until then), so a failure
 up to there can be retried or failed over invisibly. After the commit, any failure becomes
 one in-band ``data: {"error": ...}`` event followed by ``data: [DONE]``.
+
+The relay hands ``on_end`` one outcome: ``status`` 200 (the HTTP status the client got), a
+``result`` ("ok", "timeout", "cut", "broken", "malformed", "upstream_error", "client_closed"),
+the ``usage`` chunk's object, the upstream's ``model`` (from the first event) and the choices'
+``finish_reasons`` (byte scans of each event; no re-parse).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,6 +27,10 @@ SEP = b"\n\n"
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 _USAGE = b'"usage":'
 _EMPTY_CHOICES = b'"choices":[]'
+_FINISH_KEY = b'"finish_reason"'
+# JSON escapes quotes inside strings, so generated text cannot fake either match.
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,512})"')
 
 
 class StreamBroken(Exception):
@@ -107,6 +117,24 @@ async def open_stream(resp: aiohttp.ClientResponse, chat: bool, deadline: float)
         raise StreamBroken(f"upstream stream failed before the first token ({type(exc).__name__})") from None
 
 
+def _model_of(event: bytes) -> str | None:
+    match = _MODEL.search(event)
+    if match is None:
+        return None
+    try:
+        value = json.loads(b'"' + match.group(1) + b'"')
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _note_event(outcome: dict[str, Any], event: bytes) -> None:
+    if outcome["model"] is None and event.startswith(b"data: {"):
+        outcome["model"] = _model_of(event)
+    if _FINISH_KEY in event:
+        outcome["finish_reasons"].extend(m.decode() for m in _FINISH.findall(event))
+
+
 async def relay(
     resp: aiohttp.ClientResponse,
     held: list[bytes],
@@ -118,10 +146,11 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     """Yield the held events, then the rest of the upstream stream, ending with [DONE] always."""
     loop = asyncio.get_running_loop()
-    outcome: dict[str, Any] = {"status": "ok", "usage": None}
+    outcome: dict[str, Any] = {"status": 200, "result": "ok", "usage": None, "model": None, "finish_reasons": []}
     try:
         head = [e for e in held if not (strip_usage and is_usage_only(e))]
         for e in held:
+            _note_event(outcome, e)
             if is_usage_only(e):
                 outcome["usage"] = usage_of(e)
         if head:
@@ -131,39 +160,44 @@ async def relay(
         while True:
             now = loop.time()
             if now >= total_deadline:
-                outcome["status"] = "timeout"
+                outcome["result"] = "timeout"
                 yield error_event("upstream stream exceeded the total timeout", "timeout_error", "timeout")
                 return
             try:
                 event = await read_event(resp, min(now + idle_s, total_deadline))
             except TimeoutError:
-                outcome["status"] = "timeout"
+                outcome["result"] = "timeout"
                 yield error_event("upstream stream stalled (idle timeout)", "timeout_error", "timeout")
                 return
             except Exception as exc:  # reset, protocol error, oversized event
-                outcome["status"] = "broken"
+                outcome["result"] = "broken"
                 yield error_event(f"upstream stream failed ({type(exc).__name__})")
                 return
             if event == DONE:
                 yield event
                 return
             if not event.endswith(SEP):
-                outcome["status"] = "cut"
+                outcome["result"] = "cut"
                 yield error_event("upstream closed the stream before it finished")
                 return
             if not well_formed(event):
-                outcome["status"] = "malformed"
+                outcome["result"] = "malformed"
                 yield error_event("upstream sent a malformed event")
                 return
             if event.startswith(b'data: {"error"'):
-                outcome["status"] = "upstream_error"
+                outcome["result"] = "upstream_error"
             elif is_usage_only(event):
                 outcome["usage"] = usage_of(event)
                 if strip_usage:
                     continue
+            else:
+                _note_event(outcome, event)
             yield event
+    except (asyncio.CancelledError, GeneratorExit):
+        outcome["result"] = "client_closed"  # the client left: the response task was cancelled
+        raise
     finally:
-        if outcome["status"] == "ok":
+        if outcome["result"] == "ok":
             resp.release()
         else:
             resp.close()

@@ -3,7 +3,7 @@ carry a base URL, plus compute instances registered at run time.
 
 A base URL may be given with or without its ``/v1`` suffix; the registry keeps the API root
 (``.../v1``) and the server root (for ``/health``). ``max_model_len`` is learned lazily from each
-upstream's own ``/v1/models`` (cached; a failed read is retried on the next request).
+upstream's own ``/v1/models`` (cached; the forwarder reads it in the background).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Upstream:
     max_model_len: int | None = None
     learned: bool = False  # max_model_len came from the upstream's /v1/models (not declared)
     circuit: Circuit = field(default_factory=Circuit)
+    learning: Any = field(default=None, repr=False, compare=False)  # the /v1/models read in flight
+    learn_after: float = field(default=0.0, repr=False, compare=False)  # loop time before which not to retry it
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -146,10 +148,13 @@ class UpstreamRegistry:
         return {"ok": ok, "detail": detail}
 
 
-async def learn_max_model_len(session: aiohttp.ClientSession, upstream: Upstream, timeout_s: float) -> int | None:
-    """``max_model_len`` of ``upstream.model`` from the upstream's own /v1/models (cached)."""
+async def learn_max_model_len(session: aiohttp.ClientSession, upstream: Upstream,
+                              timeout_s: float) -> tuple[int | None, str | None]:
+    """(``max_model_len`` of ``upstream.model`` from the upstream's own /v1/models, failure): the
+    failure is "refused", "timeout" or "connect" when the upstream could not be read (the caller
+    feeds it to the circuit), None when it answered (even without a usable value)."""
     if upstream.max_model_len is not None:
-        return upstream.max_model_len
+        return upstream.max_model_len, None
     try:
         async with session.get(
             upstream.base_url + "/models",
@@ -157,14 +162,18 @@ async def learn_max_model_len(session: aiohttp.ClientSession, upstream: Upstream
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
             if resp.status != 200:
-                return None
+                return None, None
             data = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
+    except aiohttp.ClientConnectorError as exc:
+        return None, "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "connect"
+    except TimeoutError:
+        return None, "timeout"
+    except (aiohttp.ClientError, ValueError):
+        return None, None
     for card in data.get("data", []) if isinstance(data, dict) else []:
         if isinstance(card, dict) and card.get("id") == upstream.model:
             value = card.get("max_model_len")
             if isinstance(value, int) and value > 0:
                 upstream.max_model_len, upstream.learned = value, True
-                return value
-    return None
+                return value, None
+    return None, None

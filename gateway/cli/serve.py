@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from gateway.auth import SCOPES, mint_token
+from gateway.auth import SCOPES, Verifier, mint_token
 from gateway.settings import Settings
 
 
@@ -57,4 +57,17 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
                 flush=True,
             )
+        try:
+            verifier = Verifier(settings)
+        except ValueError as exc:
+            typer.echo(f"refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if not verifier.configured:
+            typer.echo(
+                f"refusing to start: JWT algorithms {verifier.algorithms} (CANONIC_JWT_ALGORITHMS) need "
+                + ("GATEWAY_JWT_SECRET" if verifier.algorithms[0].startswith("HS") else "GATEWAY_JWT_PUBLIC_KEY")
+                + ", which is not set",
+                err=True,
+            )
+            raise typer.Exit(2)
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import audit
 from gateway.auth import Principal, require
-from gateway.errors import GatewayError
+from gateway.errors import ClientClosed, GatewayError
 from gateway.forward import Call
 from gateway.inference import check_context, denial, prompt_words, read_json, upstream_payload, validate
 from gateway.openai_models import (
@@ -29,7 +29,9 @@ router = APIRouter(tags=["inference"])
 
 async def record_decision(request: Request, decision: Decision, facts: Facts, outcome: dict) -> None:
     """Called once per decision: a denial before its response; an allowed call when its response
-    or stream ends, with outcome {status, provider, attempts, latency_ms, usage}."""
+    or stream ends, with outcome {status, result, provider, attempts, latency_ms, usage}: ``status`` is
+    the HTTP status (200 for a stream that started), ``result`` how it ended ("ok", "error",
+    "client_closed", or a stream's "cut", "timeout", ...)."""
     if decision.allow and outcome.get("provider"):
         request.app.state.telemetry.annotate(request, model=facts.model or "", provider=outcome["provider"])
     await audit.record(request, decision, facts, outcome)
@@ -91,8 +93,9 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
     outcome: dict[str, Any] = {"status": None, "provider": primary.name, "attempts": 0, "latency_ms": None,
                                "usage": None}
 
-    async def finish(status: Any, usage: Any = None) -> None:
+    async def finish(status: int, usage: Any = None, result: str = "ok") -> None:
         outcome["status"] = status
+        outcome["result"] = result
         outcome["usage"] = usage
         outcome["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         await record_decision(request, decision, facts, outcome)
@@ -111,13 +114,18 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
                     client_retries=int(retries) if retries.isdigit() else 0, strip_usage=strip_usage)
 
         async def stream_end(result: dict[str, Any]) -> None:
-            await finish(result["status"], result["usage"])
+            await finish(result["status"], result["usage"], result.get("result", "ok"))
 
-        served = await state.forwarder.send(call, stream_end)
+        call.gone = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(request, call.gone))
+        try:
+            served = await state.forwarder.send(call, stream_end)
+        finally:
+            watcher.cancel()
     except GatewayError as err:
         err.headers.setdefault("x-canonic-provider", outcome["provider"])
         err.headers.setdefault("x-canonic-max-tokens", str(max_tokens))
-        await finish(err.status)
+        await finish(err.status, result="client_closed" if isinstance(err, ClientClosed) else "error")
         raise
     outcome["provider"], outcome["attempts"] = served.provider, served.attempts
     # A stream is handed over at its first content event (the first-byte commit point), so this is
@@ -130,3 +138,13 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
         return StreamingResponse(served.stream, headers=headers, media_type=served.content_type)
     await finish(200, served.usage)
     return Response(served.body, headers=headers, media_type=served.content_type)
+
+
+async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
+    """Set ``gone`` when the client disconnects (the body is already read, so the next ASGI
+    message is the disconnect). Cancelled once the answer is ready to be sent."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
