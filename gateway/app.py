@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         state.ledger = Ledger(settings)
         await state.ledger.start()
+        state.ledger.register_metrics(state.telemetry.metrics)  # queue depth, drops, failures, incidents
         # -- compute (governed spinup/teardown; the embedded local model starts in the background) --
         from gateway.compute import ComputeService
 

@@ -24,6 +24,13 @@ from governance.decision import Decision, Facts
 log = logging.getLogger("canonic.audit")
 
 
+def rule_label(decision: Decision) -> str:
+    """The ``rule`` label of ``canonic_decisions_total`` for a decision, allowed or denied: its
+    first rule id (``FILE:L<line>`` of a policy line), "" when it cites none. Rule ids come from the
+    compiled policy, never from the caller, so the label set is bounded by the policy's rule count."""
+    return decision.rule_ids[0] if decision.rule_ids else ""
+
+
 def require_ledger(request: Request) -> None:
     """Fail closed: a governed action is refused (503) while the decision ledger cannot record."""
     ledger = getattr(request.app.state, "ledger", None)
@@ -84,8 +91,7 @@ async def record(request: Request, decision: Decision, facts: Facts, outcome: di
     for everything but inference; a durable write that fails raises 503 (fail closed)."""
     state = request.app.state
     metrics = state.telemetry.metrics
-    rule = decision.rule_ids[0] if decision.rule_ids else ""
-    metrics.record_decision(facts.action, decision.allow, rule if not decision.allow else "")
+    metrics.record_decision(facts.action, decision.allow, rule_label(decision))
     usage = outcome.get("usage")
     if usage and decision.allow:
         provider = outcome.get("provider") or ""

@@ -125,6 +125,20 @@ class Ledger:
     def queue_depth(self) -> int:
         return (self._queue.qsize() if self._queue is not None else 0) + self._pending_len
 
+    def register_metrics(self, metrics: Any) -> None:
+        """Export this ledger's state through ``Metrics.observe`` (read at scrape/export time)."""
+        metrics.observe("ledger_queue_depth", lambda: self.queue_depth, description="Ledger records waiting to be written")
+        metrics.observe("ledger_available", lambda: 1 if self.available else 0,
+                        description="1 while the decision ledger can record, else 0")
+        metrics.observe("ledger_drops", lambda: self.drops, kind="counter",
+                        description="Ledger records refused (ledger unavailable or queue full)")
+        metrics.observe("ledger_write_failures", lambda: self.write_failures, kind="counter",
+                        description="Failed ledger write attempts")
+        metrics.observe("ledger_incidents", lambda: self.incidents, kind="counter",
+                        description="Periods during which the ledger could not record")
+        metrics.observe("ledger_records_written", lambda: self.records_written, kind="counter",
+                        description="Ledger records written")
+
     def check_available(self) -> None:
         if not self.available:
             raise _unavailable(self._reason if not self._stopping else "stopping")

@@ -57,6 +57,7 @@ from gateway.telemetry_config import (
     OtelConfig,
     load_config,
     metric_exporter,
+    redact_url,
     span_exporter,
 )
 from gateway.telemetry_metrics import Metrics
@@ -156,8 +157,8 @@ class Telemetry:
         self.tracer = self._tracer_provider.get_tracer("canonic-gateway")
         log.info(
             "telemetry: traces %s, metrics %s, sampler %s",
-            f"{cfg.traces.protocol} -> {cfg.traces.endpoint}" if cfg.traces else "not exported",
-            f"{cfg.metrics.protocol} -> {cfg.metrics.endpoint}" if cfg.metrics else "not exported",
+            f"{cfg.traces.protocol} -> {redact_url(cfg.traces.endpoint)}" if cfg.traces else "not exported",
+            f"{cfg.metrics.protocol} -> {redact_url(cfg.metrics.endpoint)}" if cfg.metrics else "not exported",
             cfg.sampler_name,
         )
 

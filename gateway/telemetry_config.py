@@ -11,14 +11,17 @@ Supported (per the OpenTelemetry SDK environment-variable specification):
   OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT (ms), OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE.
 
 No endpoint means no export (not an error). A malformed value raises ``TelemetryConfigError`` naming
-the variable; header values (often credentials) never appear in messages.
+the variable; header values and URL userinfo (often credentials) never appear in messages or logs
+(``redact_url``). ``check_config(settings)`` runs the same validation for ``canonic serve`` to call
+before starting the server (one line, exit 2, instead of a lifespan traceback).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -48,6 +51,24 @@ DEFAULT_SERVICE_NAME = "canonic-gateway"
 
 class TelemetryConfigError(ValueError):
     """An OTEL_* variable holds a value the gateway cannot use."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without ``user:password@`` (and without query string, where tokens hide)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_config(settings: Any) -> OtelConfig | None:
+    """Validate the OTEL_* configuration the gateway would start with (None when telemetry is
+    disabled). Raises TelemetryConfigError with a one-line message naming the variable."""
+    if not settings.telemetry_enabled:
+        return None
+    return load_config(settings.binding_values())
 
 
 @dataclass(frozen=True)
@@ -161,7 +182,7 @@ def _signal(env: Mapping[str, str], signal: str) -> SignalConfig | None:
         endpoint = base if protocol == "grpc" else base.rstrip("/") + f"/v1/{signal}"
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TelemetryConfigError(f"{var} must be an http:// or https:// URL, got {endpoint!r}")
+        raise TelemetryConfigError(f"{var} must be an http:// or https:// URL, got {redact_url(endpoint)!r}")
     header_var = f"OTEL_EXPORTER_OTLP_{up}_HEADERS"
     raw_headers = _get(env, header_var)
     if raw_headers is None:

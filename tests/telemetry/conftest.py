@@ -51,7 +51,9 @@ def running_gateway(tmp_path: Path, env: dict[str, str], **overrides):
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError("gateway did not start")
+            thread.join(timeout=15)  # let a half-started lifespan shut down before the next test
+            sock.close()
+            raise RuntimeError("gateway did not start" + ("" if not thread.is_alive() else " (and did not stop)"))
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}", app

@@ -42,8 +42,8 @@ def test_explicit_recorders_and_callbacks_show_on_metrics(tmp_path, client):
         return {"ok": True}
 
     with running_gateway(tmp_path, {}) as (base, app):
-        app.state.telemetry.metrics.observe("ledger_queue_depth", lambda: depth["n"])
-        app.state.telemetry.metrics.observe("ledger_drops", lambda: 4, kind="counter")
+        app.state.telemetry.metrics.observe("work_queue_depth", lambda: depth["n"])
+        app.state.telemetry.metrics.observe("work_drops", lambda: 4, kind="counter")
         app.add_api_route("/work", work)
         for _ in range(2):
             assert client.get(base + "/work").status_code == 200
@@ -60,8 +60,27 @@ def test_explicit_recorders_and_callbacks_show_on_metrics(tmp_path, client):
     assert sample(text, "canonic_circuit_state", upstream="local-1") == 2
     assert sample(text, "canonic_compute_instances", provider="vast", state="running") == 2
     assert sample(text, "canonic_compute_cost_per_hour_dollars", provider="vast") == 0.84
-    assert sample(text, "canonic_ledger_queue_depth") == 9
-    assert sample(text, "canonic_ledger_drops_total") == 4
+    assert sample(text, "canonic_work_queue_depth") == 9
+    assert sample(text, "canonic_work_drops_total") == 4
+
+
+def test_the_gateway_exports_its_ledger_state(tmp_path, client):
+    """Registered by the gateway's own lifespan (nothing registered by the test): records written
+    move with a governed request; queue depth, availability, drops, failures and incidents show."""
+    from .conftest import REPO
+
+    files = {name: (REPO / name).read_text() for name in ("CANON.md", "VASTAI.md")}
+    with running_gateway(tmp_path, {}) as (base, _app):
+        before = scrape(client, base)
+        assert client.post(base + "/validate", json={"files": files}).status_code == 200
+        after = scrape(client, base)
+    for name in ("canonic_ledger_queue_depth", "canonic_ledger_drops_total", "canonic_ledger_write_failures_total",
+                 "canonic_ledger_incidents_total"):
+        assert f"\n{name} " in after, name
+        assert sample(after, name) == 0
+    assert sample(after, "canonic_ledger_available") == 1
+    written = "canonic_ledger_records_written_total"
+    assert sample(after, written) - sample(before, written) == 1  # /validate is a durable decision
 
 
 def test_bad_metric_input_is_refused_clearly(tmp_path):
@@ -91,7 +110,6 @@ def test_metrics_are_mirrored_over_otlp(tmp_path, receiver, client):
     env = {**FAST, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_EXPORTER": "none"}
     with running_gateway(tmp_path, env) as (base, app):
         app.state.telemetry.metrics.set_circuit("local-1", "half_open")
-        app.state.telemetry.metrics.observe("ledger_queue_depth", lambda: 3)
         for _ in range(2):
             client.get(base + "/healthz")
 
@@ -109,5 +127,5 @@ def test_metrics_are_mirrored_over_otlp(tmp_path, receiver, client):
     assert points[-1].attributes["status"] == "200"
     circuit = receiver.metric_points("canonic_circuit_state")
     assert circuit and circuit[-1].value == 1 and circuit[-1].attributes == {"upstream": "local-1"}
-    assert receiver.metric_points("canonic_ledger_queue_depth")[-1].value == 3
+    assert receiver.metric_points("canonic_ledger_queue_depth")[-1].value == 0  # the gateway's own callback
     assert not [r for r in receiver.requests if r["path"] == "/v1/traces"]

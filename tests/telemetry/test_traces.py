@@ -169,10 +169,15 @@ def test_validate_has_a_governance_span_with_score_and_counts(tmp_path, receiver
         r = client.post(base + "/validate", json={"files": files}, headers={"traceparent": header})
         assert r.status_code == 200, r.text
         report = r.json()
-        receiver.wait_for(lambda rc: len([s for s in rc.spans if s.trace_id == trace_id]) >= 2)
+        receiver.wait_for(lambda rc: len([s for s in rc.spans if s.trace_id == trace_id]) >= 3)
     spans = {s.name: s for s in receiver.spans if s.trace_id == trace_id}
     server, gov = spans["POST /validate"], spans["governance.validate"]
     assert server.parent_span_id == parent_id and gov.parent_span_id == server.span_id
+    decide = spans["policy.decide"]  # /validate is a governed decision too
+    assert decide.parent_span_id == server.span_id
+    assert decide.attributes["canonic.decision.id"] == r.headers["x-canonic-decision-id"]
+    assert decide.attributes["canonic.decision.allow"] is True
+    assert decide.attributes["canonic.policy.revision"]
     assert gov.attributes["canonic.validate.score"] == report["score"]
     assert gov.attributes["canonic.validate.valid"] == report["valid"]
     errors = sum(1 for f in report["findings"] if f["severity"] == "error")
