@@ -40,9 +40,18 @@ def translate(exc: pe.ProviderError) -> GatewayError:
     return GatewayError(str(exc), status=status, code=code, param=param, headers=headers)
 
 
-# How a CLI run ends for each status: 1 refused or failed, 2 could not run.
+# How a CLI run ends: 2 could not run (bad arguments, bad settings or scope, provider or ledger
+# unavailable), 1 refused by policy or the provider, or the operation failed.
+_COULD_NOT_RUN_503 = frozenset({"provider_unavailable", "ledger_unavailable", "ledger_locked"})
+_FAILED_400 = frozenset({"unsupported", "pull_failed"})  # the verb ran and could not be carried out
+
+
 def exit_code(err: GatewayError) -> int:
-    return 2 if err.status in (503,) and err.code in ("provider_unavailable", "ledger_unavailable") else 1
+    if err.status == 400 and err.code not in _FAILED_400:
+        return 2
+    if err.status == 503 and err.code in _COULD_NOT_RUN_503:
+        return 2
+    return 1
 
 
 def denial(decision: Decision) -> Forbidden:
@@ -69,3 +78,12 @@ class NullSpan:
 
     def set_attribute(self, key: str, value: object) -> None:
         return None
+
+
+class AdmissionDenied(Exception):
+    """Raised in the worker when the count cap, checked again right before the create, denies."""
+
+    def __init__(self, decision: Decision, facts: Any) -> None:
+        super().__init__(decision.reason_code)
+        self.decision = decision
+        self.facts = facts

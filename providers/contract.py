@@ -63,8 +63,8 @@ class Spec:
         disk = float(self.disk_gb)
         if not disk > 0:
             raise ValueError(f"disk_gb must be a positive number of GB, got {self.disk_gb!r}")
-        if self.budget is not None and not float(self.budget) >= 0:
-            raise ValueError(f"budget must be a non-negative USD/h amount, got {self.budget!r}")
+        if self.budget is not None and not float(self.budget) > 0:
+            raise ValueError(f"budget must be a positive USD/h amount, got {self.budget!r}")
         budget = None if self.budget is None else float(self.budget)
         return Spec(gpu=gpu, disk_gb=disk, template=template, budget=budget)
 
@@ -213,5 +213,9 @@ class Backend(Protocol):
         """Ask the provider to destroy or cancel; returns without waiting."""
     def failure_detail(self, instance_id: str) -> str:
         """A short human explanation of why an instance failed (log tail, vendor message)."""
-    def pull(self, instance: Instance, remote: str, local: str, deadline_s: float) -> None: ...
-    def ssh_info(self, instance: Instance) -> SSHInfo: ...
+    def pull(self, instance: Instance, remote: str, local: str, deadline_s: float) -> None:
+        """Copy ``remote`` to ``local``; past ``deadline_s`` stop, remove the partial copy, raise PullFailed."""
+    def ssh_info(self, instance: Instance, connect_timeout_s: float) -> SSHInfo:
+        """SSH details, checked by one connect bounded by ``connect_timeout_s``. Errors of the
+        classes in the backend's ``ssh_retry_on`` tuple (transient: refused, timed out) are retried
+        by ManagedProvider with backoff; a backend without SSH has ``ssh_retry_on = ()``."""

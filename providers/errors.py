@@ -37,9 +37,11 @@ class InstanceNotFound(ProviderError):
 
 
 class InstanceTerminated(ProviderError):
-    def __init__(self, instance_id: str) -> None:
+    """The instance is TERMINATED; ``consequence`` says what that means for the verb asked."""
+
+    def __init__(self, instance_id: str, consequence: str = "Nothing to download.") -> None:
         self.instance_id = instance_id
-        super().__init__(f"Instance {instance_id} is terminated. Nothing to download.")
+        super().__init__(f"Instance {instance_id} is terminated. {consequence}")
 
 
 class IllegalTransition(ProviderError):

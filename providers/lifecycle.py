@@ -66,8 +66,9 @@ class Deadlines:
     teardown_s: float = 120.0
     force_grace_s: float = 15.0
     pull_s: float = 600.0
-    ssh_connect_s: float = 10.0
+    ssh_connect_s: float = 10.0  # the connect timeout of one SSH attempt (adapters use it)
     ssh_attempts: int = 3
+    ssh_backoff_s: float = 2.0  # sleep between SSH attempts: 2 s, then 4 s (not the connect timeout)
     lock_s: float = 330.0
 
 
@@ -115,7 +116,8 @@ def with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run ``call`` up to ``attempts`` times, sleeping base, 2*base, ... between tries (for SSH
-    connects: 10 s each, 3 tries). Never use it for creates: those are reconciled, not retried."""
+    connects: each attempt bounded by its own connect timeout, 3 tries, ``Deadlines.ssh_backoff_s``
+    between them). Never use it for creates: those are reconciled, not retried."""
     for attempt in range(1, attempts + 1):
         try:
             return call()

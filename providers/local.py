@@ -69,7 +69,9 @@ class LocalBackend:
         chat_format: str = "gemma",
         poll_interval_s: float = 0.2,
         probe_timeout_s: float = 1.0,
+        keep_terminated: int = 10,
     ) -> None:
+        self.keep_terminated = keep_terminated
         self.instances_dir = Path(instances_dir)
         self.model = model
         self.model_path = Path(model_path) if model_path else None
@@ -119,6 +121,7 @@ class LocalBackend:
     # -- create and list ---------------------------------------------------------------------
     def create(self, spec: Spec, identity: str) -> str:
         model_file = self._model_file()
+        self.prune()
         instance_id = f"local-{uuid.uuid4().hex[:12]}"
         workdir = self.instances_dir / instance_id
         workdir.mkdir(parents=True, exist_ok=False)
@@ -231,12 +234,33 @@ class LocalBackend:
             raise PullFailed(f"remote path {remote!r} does not exist on instance {instance.instance_id}")
         target = Path(local)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, target)
+        try:
+            localproc.copy_within(source, target, deadline_s)
+        except TimeoutError:
+            raise PullFailed(f"pull of {remote!r} from instance {instance.instance_id} did not finish within "
+                             f"{deadline_s:g} s; the partial copy at {target} was removed") from None
 
-    def ssh_info(self, instance: Instance) -> SSHInfo:
+    def prune(self, keep: int | None = None) -> list[str]:
+        """Remove the working directories (logs included) of TERMINATED instances beyond the newest
+        ``keep``; returns the ids removed. Live instances are never touched."""
+        keep = self.keep_terminated if keep is None else keep
+        if not self.instances_dir.is_dir():
+            return []
+        ended = []
+        for workdir in self.instances_dir.iterdir():
+            record = self._read(workdir)
+            if record is not None and record.get("status") == "terminated":
+                ended.append((record.get("terminated_at") or record.get("started_at") or "", workdir))
+        ended.sort(key=lambda item: item[0], reverse=True)
+        removed = []
+        for _, workdir in ended[max(0, keep):]:
+            shutil.rmtree(workdir, ignore_errors=True)
+            removed.append(workdir.name)
+        return removed
+
+    ssh_retry_on: tuple[type[BaseException], ...] = ()  # nothing to connect to, nothing to retry
+
+    def ssh_info(self, instance: Instance, connect_timeout_s: float = 10.0) -> SSHInfo:
         raise Unsupported(NO_SSH)
 
     # -- helpers -----------------------------------------------------------------------------

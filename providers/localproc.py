@@ -6,10 +6,14 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+_CHUNK = 1 << 20
 
 
 def missing_modules(python: str, names: list[str]) -> list[str] | None:
@@ -93,3 +97,31 @@ def pid_with_cwd(workdir: Path) -> int | None:
         if entry.name.isdigit() and _cwd(int(entry.name)) == target and not _zombie(int(entry.name)):
             return int(entry.name)
     return None
+
+
+def copy_within(source: Path, target: Path, deadline_s: float) -> None:
+    """Copy a file or a directory tree in chunks; past ``deadline_s`` remove what was written and
+    raise TimeoutError."""
+    ends = time.monotonic() + deadline_s
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    written: list[Path] = []
+    try:
+        for path in files:
+            dest = target if path == source else target / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            written.append(dest)
+            with path.open("rb") as reader, dest.open("wb") as writer:
+                while True:
+                    if time.monotonic() >= ends:
+                        raise TimeoutError(str(path))
+                    chunk = reader.read(_CHUNK)
+                    if not chunk:
+                        break
+                    writer.write(chunk)
+            shutil.copystat(path, dest)
+    except TimeoutError:
+        for dest in written:
+            dest.unlink(missing_ok=True)
+        if source.is_dir() and target.is_dir() and not any(target.rglob("*")):
+            target.rmdir()
+        raise

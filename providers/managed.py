@@ -8,6 +8,7 @@ fcntl lock per identity makes concurrent spinups of one identity create a single
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from providers.contract import Availability, Backend, Instance, Offer, Progress, Spec, SSHInfo, TeardownResult
@@ -23,11 +24,12 @@ from providers.errors import (
     SpinupTimeout,
     TeardownFailed,
 )
-from providers.lifecycle import Deadlines, State, poll, transition
+from providers.lifecycle import Deadlines, State, poll, transition, with_retries
 from providers.locks import exclusive
 from providers.tracking import Tracker
 
 log = logging.getLogger("canonic.providers")
+Admit = Callable[[int], None]
 
 
 class _Machine:
@@ -40,8 +42,10 @@ class _Machine:
         previous = self.state
         self.state = transition(previous, target)
         if previous != target:
+            # once: a teardown from another thread or process may already have tracked TERMINATED
             self.owner.tracker.append(
-                "state", self.instance_id, identity=self.identity, **{"from": previous.value, "to": target.value}, **fields
+                "state", self.instance_id, once=target == State.TERMINATED, identity=self.identity,
+                **{"from": previous.value, "to": target.value}, **fields
             )
 
 
@@ -75,7 +79,18 @@ class ManagedProvider:
         return sorted(live, key=_age_key)
 
     # -- spinup ------------------------------------------------------------------------------
-    def spinup(self, spec: Spec, progress: Progress | None = None) -> Instance:
+    def active_others(self, identity: str) -> int:
+        """PENDING or RUNNING instances of other identities (what an instance-count cap counts)."""
+        return sum(1 for i in self.backend.instances()
+                   if i.identity != identity and i.status in (State.RUNNING, State.PENDING))
+
+    def spinup(self, spec: Spec, progress: Progress | None = None, admit: Admit | None = None) -> Instance:
+        """Return the RUNNING instance for ``spec``'s identity, creating it if there is none.
+
+        ``admit(count)`` (optional) is called right before a create, under a provider-wide lock
+        that every process shares, with the number of other active instances; it raises to
+        refuse. So a count cap checked there cannot be passed by two concurrent creates.
+        """
         self._require_available()
         spec = self._normalize(spec)
         self.backend.check(spec)
@@ -93,7 +108,10 @@ class ManagedProvider:
                 self.tracker.append("adopted", found.instance_id, identity=identity, status=found.status.value)
                 machine = _Machine(self, found.instance_id, identity, State.PENDING)
                 return self._await_running(found.instance_id, identity, spec, machine, progress)
-            instance_id = self._create(spec, identity)
+            with exclusive(self._lock_dir / f"{self.name}.create.lock", deadline_s=self.deadlines.lock_s):
+                if admit is not None:
+                    admit(self.active_others(identity))
+                instance_id = self._create(spec, identity)
             machine = _Machine(self, instance_id, identity, State.IDLE)
             machine.to(State.PENDING)
             return self._await_running(instance_id, identity, spec, machine, progress)
@@ -257,13 +275,18 @@ class ManagedProvider:
         self.backend.pull(found, remote, local, self.deadlines.pull_s)
 
     def ssh_info(self, instance_id: str) -> SSHInfo:
+        """SSH details, through up to ``ssh_attempts`` tries of the backend (each bounded by its
+        connect timeout) with backoff, retrying only the errors the backend names as transient."""
         instance_id = str(instance_id)
         found = self._find(instance_id)
         if found is None and not self.tracker.known(instance_id):
             raise InstanceNotFound(instance_id, self.name)
         if found is None or found.status == State.TERMINATED:
-            raise InstanceTerminated(instance_id)
-        return self.backend.ssh_info(found)
+            raise InstanceTerminated(instance_id, "No SSH.")
+        retry_on = tuple(getattr(self.backend, "ssh_retry_on", ()))
+        return with_retries(lambda: self.backend.ssh_info(found, self.deadlines.ssh_connect_s),
+                            attempts=max(1, self.deadlines.ssh_attempts), base_delay_s=self.deadlines.ssh_backoff_s,
+                            retry_on=retry_on)
 
     def _running(self, instance_id: str, verb: str) -> Instance:
         found = self._find(instance_id)

@@ -35,7 +35,9 @@ class Tracker:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_s = lock_s
 
-    def append(self, event: str, instance_id: str, **fields: Any) -> dict[str, Any]:
+    def append(self, event: str, instance_id: str, *, once: bool = False, **fields: Any) -> dict[str, Any] | None:
+        """Append one event. With ``once`` a ``state`` event whose ``to`` this instance already
+        reached (another thread or process tracked it) is not appended again; returns None then."""
         if event not in EVENTS:
             raise ValueError(f"unknown tracking event {event!r}; expected one of {sorted(EVENTS)}")
         record = {
@@ -49,6 +51,8 @@ class Tracker:
         line = json.dumps(record, sort_keys=True, default=str).encode() + b"\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with exclusive(self._lock_path, deadline_s=self._lock_s):
+            if once and self._reached(str(instance_id), fields.get("to")):
+                return None
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 if self._ends_torn():
@@ -87,6 +91,10 @@ class Tracker:
                 continue
             log.events.append(record)
         return log
+
+    def _reached(self, instance_id: str, state: object) -> bool:
+        return any(e.get("event") == "state" and e.get("instance_id") == instance_id and e.get("to") == state
+                   for e in self.read().events)
 
     def known(self, instance_id: str) -> bool:
         """Whether this log has ever recorded ``instance_id`` (any run, any process)."""

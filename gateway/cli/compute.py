@@ -4,7 +4,9 @@ They drive the providers directly (no running gateway needed) through the same g
 the REST routes: the policy compiled from the scope directory decides, the decision is recorded in
 the ledger at ``settings.ledger_path``, and a spinup is health-gated. ``--json`` prints exactly one
 JSON document on stdout (an ``{"error": ...}`` body when the verb fails); progress goes to
-stderr. Exit 0 ok, 1 refused or failed, 2 could not run.
+stderr. Exit 0 ok; 1 refused by policy or the provider, or the operation failed; 2 could not
+run (bad arguments such as a negative budget or an unknown provider, invalid settings, a missing
+or unreadable --scope, the provider or the ledger unavailable, the ledger held by a gateway).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -62,6 +66,9 @@ def _run(scope: Path | None, as_json: bool, action: Callable[[Any], Awaitable[An
 
     from gateway.settings import Settings
 
+    if scope is not None and not (scope.is_dir() and os.access(scope, os.R_OK | os.X_OK)):
+        what = "does not exist" if not scope.exists() else "is not a readable directory"
+        _fail(as_json, GatewayError(f"--scope {scope} {what}", status=400, code="bad_scope", param="scope"))
     try:
         settings = Settings() if scope is None else Settings(scope_dir=scope)
     except ValidationError as exc:
@@ -77,6 +84,11 @@ def _run(scope: Path | None, as_json: bool, action: Callable[[Any], Awaitable[An
         governance = load_governance(settings)
         ledger = Ledger(settings)
         await ledger.start()
+        held = _held_by(ledger)
+        if held is not None:
+            await ledger.stop()
+            raise GatewayError(f"the ledger at {settings.ledger_path} is held by a running gateway ({held}); "
+                               "use its REST API /v1/compute/... or stop it", status=503, code="ledger_locked")
         try:
             service = ComputeService(settings, governance.policy, UpstreamRegistry(governance.policy), ledger,
                                      None, owns_instances=False)
@@ -90,6 +102,17 @@ def _run(scope: Path | None, as_json: bool, action: Callable[[Any], Awaitable[An
         _fail(as_json, err)
     except OSError as exc:
         _fail(as_json, GatewayError(f"could not run: {exc}", status=503, code="ledger_unavailable"))
+
+
+def _held_by(ledger: Any) -> str | None:
+    """'pid N' when another process holds the ledger's lock (a running gateway), else None."""
+    if ledger.available:
+        return None
+    detail = str(ledger.readiness().get("detail", ""))
+    if "locked by another process" not in detail:
+        return None
+    pid = re.search(r"pid\s*[=:]?\s*(\d+)", detail)
+    return f"pid {pid.group(1)}" if pid else "pid unknown"
 
 
 def _confirm(yes: bool, what: str) -> None:
@@ -131,11 +154,12 @@ def register(app: typer.Typer) -> None:
         _emit(as_json, doc, lambda: _print_instance(doc))
 
     @compute.command()
-    def teardown(instance: str = INSTANCE, yes: bool = YES, as_json: bool = JSON, scope: Path = SCOPE) -> None:
+    def teardown(instance: str = INSTANCE, yes: bool = YES, as_json: bool = JSON, provider: str = PROVIDER,
+                 scope: Path = SCOPE) -> None:
         """Destroy one instance (succeeds and does nothing when it is already terminated)."""
         _confirm(yes, f"destroy instance {instance}")
         doc = _run(scope, as_json, lambda s: s.teardown(principal=_principal(), instance_id=instance,
-                                                       progress=_progress))
+                                                       provider=provider, progress=_progress))
         _emit(as_json, doc, lambda: print(_teardown_line(doc)))
         if doc.get("warning"):
             print(doc["warning"], file=sys.stderr)
@@ -158,17 +182,19 @@ def register(app: typer.Typer) -> None:
     @compute.command()
     def pull(instance: str = INSTANCE, remote: str = typer.Option(..., "--remote", help="Path on the instance."),
              local: Path = typer.Option(..., "--local", help="Where to write it here."),
-             as_json: bool = JSON, scope: Path = SCOPE) -> None:
+             as_json: bool = JSON, provider: str = PROVIDER, scope: Path = SCOPE) -> None:
         """Download a file or directory from an instance."""
         _run(scope, as_json, lambda s: s.pull(principal=_principal(), instance_id=instance, remote=remote,
-                                             local=str(local)))
+                                             local=str(local), provider=provider))
         doc = {"instance_id": instance, "remote": remote, "local": str(local)}
         _emit(as_json, doc, lambda: print(f"pulled {remote} from {instance} to {local}"))
 
     @compute.command("ssh-info")
-    def ssh_info(instance: str = INSTANCE, as_json: bool = JSON, scope: Path = SCOPE) -> None:
+    def ssh_info(instance: str = INSTANCE, as_json: bool = JSON, provider: str = PROVIDER,
+                 scope: Path = SCOPE) -> None:
         """SSH host, port, user and key of an instance."""
-        doc = _run(scope, as_json, lambda s: s.ssh_info(principal=_principal(), instance_id=instance))
+        doc = _run(scope, as_json, lambda s: s.ssh_info(principal=_principal(), instance_id=instance,
+                                                       provider=provider))
         _emit(as_json, doc, lambda: print(f"ssh -p {doc['port']} {doc['user']}@{doc['host']}"))
 
 

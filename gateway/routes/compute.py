@@ -44,7 +44,7 @@ class SpinupRequest(BaseModel):
     gpu: str = Field(min_length=1, max_length=128, description="GPU type (`cpu` for the local provider)")
     disk: float = Field(gt=0, le=1_000_000, description="Disk in GB")
     template: str = Field(min_length=1, max_length=256, description="Template, image or model name")
-    budget: float | None = Field(default=None, ge=0, le=1_000_000,
+    budget: float | None = Field(default=None, gt=0, le=1_000_000,
                                  description="USD/h cap; tightens the policy's cap, never loosens it")
 
 

@@ -38,16 +38,18 @@ def test_denials_create_nothing_and_land_in_the_ledger(root):
 
 def test_budget_and_count_caps(root):
     with running_gateway(root) as gw, gw.http() as http:
-        # Local costs 0 $/h, so the budget a caller can set below its price is a non-positive one.
-        _denied(http.post("/v1/compute/instances", json={**SPEC, "budget": 0}), "budget_invalid")
+        # A budget of 0 is no USD/h cap at all: the schema refuses it (400), the policy is not asked.
+        zero = http.post("/v1/compute/instances", json={**SPEC, "budget": 0})
+        assert zero.status_code == 400 and zero.json()["error"]["param"] == "budget", zero.text
         _nothing_started(gw, root)
-        first = http.post("/v1/compute/instances", json=SPEC)
+        # the gpu is matched case-insensitively: "CPU" is the local provider's cpu offer
+        first = http.post("/v1/compute/instances", json={**SPEC, "gpu": "CPU"})
         assert first.status_code == 202, first.text
         # LOCAL_MAX_INSTANCES=1: a second identity (another disk size) is over the count cap.
         error = _denied(http.post("/v1/compute/instances", json={**SPEC, "disk": 2}), "instance_cap")
         assert "the cap is 1" in error["message"]
         assert len(servers_under(root)) == 1
-        # The same identity again is not a new instance: it is allowed and returns the same one.
+        # The same identity again (gpu in any case) is not a new instance: it returns the same one.
         again = http.post("/v1/compute/instances", json=SPEC)
         assert again.status_code == 202 and again.json()["instance_id"] == first.json()["instance_id"]
         assert http.delete("/v1/compute/instances", params={"confirm": "true"}).status_code == 200
