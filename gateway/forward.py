@@ -250,7 +250,7 @@ class Forwarder:
                 if upstream is None:
                     break
                 if upstream is previous and last is not None:
-                    await asyncio.sleep(self._delay(tries_here, binding.retry_delay_ms, last.retry_after))
+                    await _pause(self._delay(tries_here, binding.retry_delay_ms, last.retry_after), call.gone)
                 attempts += 1
                 tries_here += 1
                 if attempts > 1:
@@ -438,6 +438,18 @@ def _span_end(span: _AttemptSpan, on_end: Callable[[dict[str, Any]], Any]) -> Ca
 
 async def _ignore(outcome: dict[str, Any]) -> None:
     return None
+
+
+async def _pause(seconds: float, gone: asyncio.Event | None) -> None:
+    """Sleep between two tries; ClientClosed as soon as the client leaves."""
+    if gone is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(gone.wait(), seconds)
+    except TimeoutError:
+        return
+    raise ClientClosed()
 
 
 async def _unless_gone(attempt: Any, gone: asyncio.Event) -> Served:

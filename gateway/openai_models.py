@@ -43,8 +43,18 @@ class _Request(BaseModel):
         return self.max_tokens
 
 
+_MESSAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string"},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}, {"type": "null"}]},
+    },
+}
+
+
 class ChatRequest(_Request):
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1, json_schema_extra={"items": _MESSAGE_SCHEMA})
     max_completion_tokens: StrictInt | None = None
 
     @field_validator("messages")

@@ -167,7 +167,9 @@ async def relay(
                 event = await read_event(resp, min(now + idle_s, total_deadline))
             except TimeoutError:
                 outcome["result"] = "timeout"
-                yield error_event("upstream stream stalled (idle timeout)", "timeout_error", "timeout")
+                what = ("exceeded the total timeout" if loop.time() >= total_deadline
+                        else "stalled (idle timeout)")
+                yield error_event(f"upstream stream {what}", "timeout_error", "timeout")
                 return
             except Exception as exc:  # reset, protocol error, oversized event
                 outcome["result"] = "broken"

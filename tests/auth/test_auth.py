@@ -138,3 +138,40 @@ def test_token_cli_mints_a_token_the_gateway_accepts(hs_client, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "gateway.cli", "token", "--sub", "ci", "--scope", "root"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown scope" in bad.stderr
+
+
+@pytest.mark.parametrize("missing", ["aud", "iss"])
+def test_token_without_aud_or_iss_is_401(hs_client, missing):
+    token = jwt.encode(_claims(**{missing: None}), SECRET, algorithm="HS256")
+    r = _get(hs_client, token)
+    assert r.status_code == 401
+    assert r.json()["error"]["type"] == "authentication_error"
+
+
+def _pem(public_key) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _private_pem(key) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@pytest.mark.parametrize("kind, alg", [("rsa", "RS256"), ("p256", "ES256"), ("p384", "ES384")])
+def test_public_key_alone_infers_its_algorithm(tmp_path, kind, alg):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa"
+           else ec.generate_private_key(ec.SECP256R1() if kind == "p256" else ec.SECP384R1()))
+    settings = Settings(jwt_public_key=_pem(key.public_key()), bindings_env={}, ledger_path=tmp_path / "l.jsonl",
+                        telemetry_enabled=False)  # jwt_algorithms left at its default
+    assert Verifier(settings).algorithms == [alg]
+    with TestClient(create_app(settings)) as client:
+        assert _get(client, jwt.encode(_claims(), _private_pem(key), algorithm=alg)).status_code == 200
+        assert _get(client, jwt.encode(_claims(), "guess", algorithm="HS256")).status_code == 401
+
+
+def test_unusable_public_key_is_refused_at_construction():
+    with pytest.raises(ValueError, match="not a PEM public key"):
+        Verifier(Settings(jwt_public_key="-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"))

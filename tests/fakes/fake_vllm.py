@@ -13,7 +13,8 @@ carry the live-server suffix `` (parameter=<p>, value=<v>)``.
 Fault switches live on ``fake.faults`` and may be changed at run time from the test thread.
 ``fail_next`` limits a status fault to the next N completion requests (-1 = every request).
 ``stop()`` closes the port (connection refused); ``start()`` brings it back on the same port.
-Every completion request is recorded in ``fake.requests``; ``fake.hits`` counts per path.
+Every completion request is recorded in ``fake.requests``; ``fake.hits`` counts per path and
+``fake.fault_hits`` per fault that fired (``status:500``, ``stall``, ``health_flap`` ...).
 """
 
 from __future__ import annotations
@@ -28,29 +29,18 @@ from typing import Any
 
 from aiohttp import web
 
-CREATED = 1_700_000_000
+from tests.fakes.vllm_faults import Faults
+from tests.fakes.vllm_text import (
+    CREATED,
+    completion_body,
+    context_input_message,
+    context_max_tokens_message,
+    count_prompt_tokens,
+    integer_error,
+    stream_events,
+)
+
 STALL_LIMIT_S = 30.0  # a stalled stream never outlives this (or the fixture's stop())
-
-
-@dataclass
-class Faults:
-    status: int | None = None  # answer completions with this status (500/502/503/429/...)
-    fail_next: int = -1  # how many completion requests the status fault applies to; -1 = all
-    body_style: str = "vllm"  # vllm | flat | plain: shape of the error body
-    retry_after: str | None = None  # Retry-After header on a status fault
-    retry_after_ms: str | None = None  # retry-after-ms header on a status fault
-    first_byte_delay_ms: int = 0  # before the response headers (non-stream) / first content chunk
-    slow_body_ms: int = 0  # non-stream: headers at once, body after this delay
-    stall_after: int | None = None  # stream: after K chunks keep the socket open, send nothing
-    cut_after: int | None = None  # stream: after K chunks end the body cleanly, no [DONE]
-    reset_after: int | None = None  # stream: after K chunks abort the TCP connection
-    inband_error_after: int | None = None  # stream: after K chunks an error event + [DONE]
-    malformed_after: int | None = None  # stream: after K chunks one invalid JSON data line
-    split_events: bool = False  # stream: write each event in two halves
-    health_status: int = 200  # /health status (503 = engine dead)
-    models_id: str | None = None  # /v1/models reports this id instead of the served one
-    models_max_len: int | None = None  # /v1/models reports this max_model_len instead
-    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <key>"
 
 
 @dataclass
@@ -64,6 +54,7 @@ class FakeVLLM:
     def __post_init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.hits: Counter[str] = Counter()
+        self.fault_hits: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._ids = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +108,7 @@ class FakeVLLM:
             self.faults = Faults()
             self.requests.clear()
             self.hits.clear()
+            self.fault_hits.clear()
 
     def __enter__(self) -> FakeVLLM:
         return self.start()
@@ -145,6 +137,10 @@ class FakeVLLM:
     def count(self, path: str = "/v1/chat/completions") -> int:
         with self._lock:
             return self.hits[path]
+
+    def fired(self, fault: str) -> None:
+        with self._lock:
+            self.fault_hits[fault] += 1
 
     def _next_id(self) -> int:
         with self._lock:
@@ -175,6 +171,7 @@ class FakeVLLM:
                 return None
             if f.fail_next > 0:
                 f.fail_next -= 1
+            self.fault_hits[f"status:{f.status}"] += 1
             return f.status
 
     @staticmethod
@@ -195,7 +192,11 @@ class FakeVLLM:
     async def _health(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["/health"] += 1
-        return web.Response(status=self.faults.health_status)
+            status = self.faults.health_status
+            if self.faults.health_flap:
+                self.fault_hits["health_flap"] += 1
+                status = 503 if self.hits["/health"] % 2 else status
+        return web.Response(status=status)
 
     async def _models(self, request: web.Request) -> web.Response:
         with self._lock:
@@ -255,6 +256,10 @@ class FakeVLLM:
                 "Bad Request", f"body.{field_name}",
             )
         n = count_prompt_tokens(body, chat)
+        for key in ("max_tokens", "max_completion_tokens"):
+            value = body.get(key)
+            if value is not None and (type(value) is not int):
+                return self._error(400, integer_error(key, value), "Bad Request", f"body.{key}")
         m = body.get("max_completion_tokens") if chat else None
         if m is None:
             m = body.get("max_tokens")
@@ -275,23 +280,25 @@ class FakeVLLM:
         if f.first_byte_delay_ms:
             await asyncio.sleep(f.first_byte_delay_ms / 1000)
         usage = {"prompt_tokens": n, "total_tokens": n + len(out), "completion_tokens": len(out)}
-        text = " ".join(out)
-        if chat:
-            payload = {
-                "id": f"chatcmpl-{ident}", "object": "chat.completion", "created": CREATED, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
-                             "logprobs": None, "finish_reason": finish, "stop_reason": None}],
-                "usage": usage,
-            }
-        else:
-            payload = {
-                "id": f"cmpl-{ident}", "object": "text_completion", "created": CREATED, "model": self.model,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish,
-                             "stop_reason": None}],
-                "usage": usage,
-            }
+        payload = completion_body(chat, ident, self.model, " ".join(out), finish, usage)
         raw = json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"x-request-id": request.headers["x-request-id"]} if "x-request-id" in request.headers else {}
+        echo = f.echo_request_id and "x-request-id" in request.headers
+        headers = {"x-request-id": request.headers["x-request-id"]} if echo else {}
+        if f.huge_body_bytes:
+            self.fired("huge_body")
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            block = b" " * (1 << 20)
+            sent = 0
+            try:
+                while sent < f.huge_body_bytes:
+                    await resp.write(block)
+                    sent += len(block)
+                await resp.write_eof()
+            except (ConnectionResetError, RuntimeError):  # the gateway gave up reading
+                pass
+            return resp
         if f.slow_body_ms:
             resp = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
             resp.content_length = len(raw)
@@ -314,49 +321,33 @@ class FakeVLLM:
         include_usage = isinstance(opts, dict) and opts.get("include_usage", True) is not False
         continuous = isinstance(opts, dict) and bool(opts.get("continuous_usage_stats"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        if "x-request-id" in request.headers:
+        if f.echo_request_id and "x-request-id" in request.headers:
             resp.headers["x-request-id"] = request.headers["x-request-id"]
         await resp.prepare(request)
-        head = (
-            {"id": f"chatcmpl-{ident}", "object": "chat.completion.chunk", "created": CREATED, "model": self.model}
-            if chat
-            else {"id": f"cmpl-{ident}", "object": "text_completion", "created": CREATED, "model": self.model}
-        )
-        events: list[dict] = []
-        if chat:
-            events.append({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                "logprobs": None, "finish_reason": None}]})
-        for i, word in enumerate(out):
-            piece = word if i == 0 else " " + word
-            choice = ({"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
-                      if chat else {"index": 0, "text": piece, "logprobs": None, "finish_reason": None})
-            events.append({**head, "choices": [choice]})
-        last = ({"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish, "stop_reason": None}
-                if chat else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish, "stop_reason": None})
-        events.append({**head, "choices": [last]})
-        if continuous:
-            for k, ev in enumerate(events):
-                done = max(0, k - (1 if chat else 0))
-                ev["usage"] = {"prompt_tokens": n, "total_tokens": n + done, "completion_tokens": done}
-        if include_usage:
-            events.append({**head, "choices": [],
-                           "usage": {"prompt_tokens": n, "total_tokens": n + len(out), "completion_tokens": len(out)}})
+        events = stream_events(chat, ident, self.model, out, finish, n, include_usage=include_usage,
+                               continuous=continuous)
         for k, ev in enumerate(events):
             if k == (1 if chat else 0) and f.first_byte_delay_ms:
                 await asyncio.sleep(f.first_byte_delay_ms / 1000)
+            elif k > (1 if chat else 0) and f.chunk_delay_ms:
+                await asyncio.sleep(f.chunk_delay_ms / 1000)
             if f.stall_after is not None and k == f.stall_after:
+                self.fired("stall")
                 try:
                     await asyncio.wait_for(self._stopping.wait(), STALL_LIMIT_S)
                 except TimeoutError:
                     pass
                 return resp
             if f.cut_after is not None and k == f.cut_after:
+                self.fired("cut")
                 await resp.write_eof()
                 return resp
             if f.reset_after is not None and k == f.reset_after:
+                self.fired("reset")
                 request.transport.abort()
                 return resp
             if f.inband_error_after is not None and k == f.inband_error_after:
+                self.fired("inband_error")
                 err = {"error": {"message": "Internal server error", "type": "InternalServerError",
                                  "param": None, "code": 500}}
                 await resp.write(b"data: " + json.dumps(err, separators=(",", ":")).encode() + b"\n\n")
@@ -364,6 +355,7 @@ class FakeVLLM:
                 await resp.write_eof()
                 return resp
             if f.malformed_after is not None and k == f.malformed_after:
+                self.fired("malformed")
                 await resp.write(b'data: {"id":"broken","choices":[{"delta":\n\n')
                 continue
             raw = b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n"
@@ -377,40 +369,3 @@ class FakeVLLM:
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
-
-
-def count_prompt_tokens(body: dict, chat: bool) -> int:
-    """One token per whitespace-separated word (the fake's deterministic tokenizer)."""
-    if chat:
-        total = 0
-        for msg in body.get("messages") or []:
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, str):
-                total += len(content.split())
-            elif isinstance(content, list):
-                for part in content:
-                    if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        total += len(part["text"].split())
-        return total
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        return len(prompt.split())
-    if isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
-        return len(prompt)
-    if isinstance(prompt, list):
-        return max((len(p.split()) if isinstance(p, str) else len(p) for p in prompt), default=0)
-    return 0
-
-
-def context_input_message(L: int, n: int) -> str:
-    return (
-        f"This model's maximum context length is {L} tokens. However, your request has {n} input tokens. "
-        f"Please reduce the length of the input messages. (parameter=input_tokens, value={n})"
-    )
-
-
-def context_max_tokens_message(L: int, n: int, m: int) -> str:
-    return (
-        f"'max_tokens' or 'max_completion_tokens' is too large: {m}. This model's maximum context length is "
-        f"{L} tokens and your request has {n} input tokens ({m} > {L} - {n}). (parameter=max_tokens, value={m})"
-    )

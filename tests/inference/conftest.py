@@ -156,3 +156,18 @@ def chat(**kw):
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "say hello"}]}
     body.update(kw)
     return body
+
+
+def ledger_records(gw: Gateway, want, timeout_s: float = 5.0) -> list[dict]:
+    """The ledger's records once ``want(records)`` holds (polled: inference records lag by up to
+    ledger_max_lag_ms); the last read when it never does."""
+    import json
+
+    path = gw.settings.ledger_path
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [json.loads(line) for line in lines if line.strip()]
+        if want(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)

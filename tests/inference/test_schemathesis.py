@@ -1,6 +1,6 @@
 """Schemathesis over every operation in the committed OpenAPI document, against the live app
 (uvicorn on loopback, fake vLLM upstream) with a valid token: no 5xx and no response that
-violates the documented schema. The document itself is kept current by test_openapi.py."""
+violates the documented schema, status codes or content types. The document itself is kept current by test_openapi.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from gateway.auth import SCOPES, mint_token
 from gateway.openapi_dump import DEFAULT_PATH
@@ -28,8 +32,10 @@ def live(tmp_path_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms(case, live):
     url, auth = live
-    case.call_and_validate(base_url=url, headers=auth, timeout=10,
-                           checks=[not_a_server_error, response_schema_conformance])
+    checks = [not_a_server_error, response_schema_conformance]
+    if case.path.startswith("/v1/"):  # the inference routes document every status and content type
+        checks += [status_code_conformance, content_type_conformance]
+    case.call_and_validate(base_url=url, headers=auth, timeout=10, checks=checks)
