@@ -11,6 +11,7 @@ import typer
 
 from gateway.auth import SCOPES, Verifier, mint_token
 from gateway.settings import Settings
+from gateway.telemetry_config import TelemetryConfigError, check_config
 
 
 def _is_loopback(host: str) -> bool:
@@ -40,6 +41,11 @@ def register(app: typer.Typer) -> None:
         from gateway.app import create_app
 
         settings = Settings(host=host, port=port, scope_dir=scope, embedded_local=embedded)
+        try:
+            check_config(settings)
+        except TelemetryConfigError as exc:
+            typer.echo(f"refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from None
         if not settings.jwt_secret and not settings.jwt_public_key:
             if not _is_loopback(host):
                 typer.echo(
