@@ -21,11 +21,6 @@ from .conftest import REPO, running_gateway
 CANONIC = str(Path(sys.executable).with_name("canonic"))
 
 
-def _serve_wired() -> bool:
-    return "check_config" in (REPO / "gateway" / "cli" / "serve.py").read_text()
-
-
-@pytest.mark.xfail(not _serve_wired(), strict=True, reason="gateway/cli/serve.py does not call check_config yet")
 def test_serve_with_a_bad_sampler_exits_2_with_one_line(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
