@@ -30,7 +30,11 @@ log = logging.getLogger("canonic.compute")
 INFERENCE_PROVIDER = {"local": "LOCAL", "vast": "VASTAI", "basilica": "BASILICA"}
 COMPUTE_THREADS = 4  # blocking provider calls; waits for one identity never take more than one
 HEALTH_PATH = "/v1/models"  # relative to the server root; every OpenAI-compatible server answers it
-REGATE_TIMEOUT_S = 3.0  # a RUNNING-again instance must pass the gate this fast to be routed again
+REGATE_TIMEOUT_S = 3.0
+# A server that is alive but does not answer its probe may just be busy (llama.cpp queues the
+# probe behind a running stream): it leaves routing after this many passes in a row. An instance
+# that is gone or STOPPING leaves at once.
+UNANSWERED_PASSES = 5  # a RUNNING-again instance must pass the gate this fast to be routed again
 
 
 class ComputeBase:
@@ -43,6 +47,7 @@ class ComputeBase:
         self._routed: dict[str, str] = {}  # instance_id -> compute provider
         # instances taken out of routing while not RUNNING: id -> (provider, model, max_model_len)
         self._parked: dict[str, tuple[str, str, int | None]] = {}
+        self._misses: dict[str, int] = {}  # routed id -> passes in a row it was PENDING (unanswering)
         self._pool = ThreadPoolExecutor(max_workers=COMPUTE_THREADS, thread_name_prefix="canonic-compute")
         self._threads: set[asyncio.Future] = set()
         self._identity_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -136,15 +141,25 @@ class ComputeBase:
 
     async def _observe(self, name: str, live: list[Instance]) -> None:
         running = {i.instance_id: i for i in live if i.status == State.RUNNING}
+        unanswering = {i.instance_id for i in live if i.status == State.PENDING}
         for instance_id, owner in list(self._routed.items()):
-            if owner == name and instance_id not in running:
-                upstream = next((u for u in self.registry.for_provider(INFERENCE_PROVIDER.get(name))
-                                 if u.instance_id == instance_id), None)
-                self.registry.unregister(instance_id)
-                del self._routed[instance_id]
-                if upstream is not None and any(i.instance_id == instance_id for i in live):
-                    self._parked[instance_id] = (name, upstream.model, getattr(upstream, "max_model_len", None))
-                log.warning("instance %s on %s is not RUNNING; removed from routing", instance_id, name)
+            if owner != name:
+                continue
+            if instance_id in running:
+                self._misses.pop(instance_id, None)
+                continue
+            if instance_id in unanswering:
+                self._misses[instance_id] = self._misses.get(instance_id, 0) + 1
+                if self._misses[instance_id] < UNANSWERED_PASSES:
+                    continue
+            self._misses.pop(instance_id, None)
+            upstream = next((u for u in self.registry.for_provider(INFERENCE_PROVIDER.get(name))
+                             if u.instance_id == instance_id), None)
+            self.registry.unregister(instance_id)
+            del self._routed[instance_id]
+            if upstream is not None and any(i.instance_id == instance_id for i in live):
+                self._parked[instance_id] = (name, upstream.model, getattr(upstream, "max_model_len", None))
+            log.warning("instance %s on %s is not RUNNING; removed from routing", instance_id, name)
         alive = {i.instance_id for i in live}
         for instance_id, (owner, model, max_len) in list(self._parked.items()):
             if owner != name:
@@ -187,6 +202,7 @@ class ComputeBase:
         self._routed[instance.instance_id] = provider
 
     def _unroute(self, instance_id: str) -> None:
+        self._misses.pop(instance_id, None)
         self.registry.unregister(instance_id)
         self._routed.pop(instance_id, None)
         self._parked.pop(instance_id, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import os
 import re
 import sys
@@ -83,7 +84,12 @@ def _run(scope: Path | None, as_json: bool, action: Callable[[Any], Awaitable[An
 
         governance = load_governance(settings)
         ledger = Ledger(settings)
-        await ledger.start()
+        ledger_log = logging.getLogger("canonic.ledger")
+        quiet, ledger_log.disabled = ledger_log.disabled, True  # a held ledger is said once, below
+        try:
+            await ledger.start()
+        finally:
+            ledger_log.disabled = quiet
         held = _held_by(ledger)
         if held is not None:
             await ledger.stop()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,47 @@ def test_cli_killed_before_the_gate_ends_is_adopted(root):
     assert [i["instance_id"] for i in listed] == [doc["instance_id"]]
     assert run_cli(root, "teardown-all", "--yes").returncode == 0
     assert servers_under(root) == []
+
+
+def test_exit_codes_for_bad_arguments_and_scope(root):
+    """2: the verb could not run (bad arguments, settings or scope); 1: refused or failed."""
+    negative = run_cli(root, *SPINUP, "--budget", "-1", "--json")
+    assert negative.returncode == 2 and one_json(negative.stdout)["error"]["code"] == "invalid_value"
+    zero = run_cli(root, *SPINUP, "--budget", "0", "--json")
+    assert zero.returncode == 2 and "budget" in one_json(zero.stdout)["error"]["message"]
+    for verb in (("list",), ("teardown", "--instance", "x", "--yes"), ("ssh-info", "--instance", "x"),
+                 ("pull", "--instance", "x", "--remote", "a", "--local", str(root / "a")), ("teardown-all", "--yes")):
+        unknown = run_cli(root, *verb, "--provider", "nope", "--json")
+        assert unknown.returncode == 2, (verb, unknown.stdout, unknown.stderr)
+        assert one_json(unknown.stdout)["error"]["code"] == "unknown_provider"
+    absent = run_cli(root, "list", "--scope", str(root / "no-such-scope"), "--json")
+    assert absent.returncode == 2 and "does not exist" in one_json(absent.stdout)["error"]["message"]
+    bad = run_cli(root, "list", "--json", env={"CANONIC_SPINUP_TIMEOUT_S": "soon"})
+    assert bad.returncode == 2 and one_json(bad.stdout)["error"]["code"] == "bad_settings"
+    assert servers_under(root) == []
+
+
+def test_ssh_info_on_a_terminated_instance_says_so(root):
+    up = run_cli(root, *SPINUP, "--json")
+    assert up.returncode == 0, up.stderr
+    instance_id = one_json(up.stdout)["instance_id"]
+    assert run_cli(root, "teardown", "--instance", instance_id, "--provider", "local", "--yes").returncode == 0
+    ssh = run_cli(root, "ssh-info", "--instance", instance_id, "--provider", "local", "--json")
+    assert ssh.returncode == 1
+    assert one_json(ssh.stdout)["error"]["message"] == f"Instance {instance_id} is terminated. No SSH."
+
+
+LEDGER_LOCKS = "locked by another process" in "".join(
+    p.read_text() for p in (Path(__file__).resolve().parents[2] / "gateway").glob("ledger*.py"))
+
+
+@pytest.mark.skipif(not LEDGER_LOCKS, reason="the ledger has no per-file lock yet (the ledger helper adds it)")
+def test_cli_says_when_a_gateway_holds_the_ledger(root):
+    from tests.compute.conftest import running_gateway
+
+    with running_gateway(root) as gw:
+        held = run_cli(root, "list", "--json")
+        assert held.returncode == 2, (held.stdout, held.stderr)
+        lines = [line for line in held.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(gw.settings.ledger_path) in lines[0]
+        assert f"held by a running gateway (pid {os.getpid()})" in lines[0] and "/v1/compute/" in lines[0]

@@ -72,6 +72,11 @@ def test_sync_chat_non_stream(gw):
     completion = raw.parse()
     assert completion.choices[0].message.content.strip()
     assert completion.usage.prompt_tokens > 0 and 0 < completion.usage.completion_tokens <= CLAMP
+    # the decision ledger's inference record carries the usage the model reported
+    request_id = raw.headers["x-request-id"]
+    record = wait_for(lambda: next((r for r in gw.ledger() if r.get("request_id") == request_id
+                                    and r.get("input_tokens") is not None), None), 10)
+    assert record["input_tokens"] > 0 and 0 < record["output_tokens"] <= CLAMP
 
 
 def test_sync_completion_stream(gw):
@@ -84,6 +89,8 @@ def test_sync_completion_stream(gw):
         if chunk.usage:
             usage = chunk.usage
     assert text.strip()
+    # llama.cpp ignores stream_options, so a local stream carries no usage chunk and the gateway
+    # cannot invent one; where a server does send usage, it must be real.
     assert usage is None or usage.completion_tokens > 0
 
 

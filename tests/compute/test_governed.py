@@ -121,3 +121,22 @@ def test_embedded_is_skipped_when_a_remote_provider_is_bound(root):
         assert gw.app.state.compute.readiness()["ok"] is True
         assert gw.app.state.compute.embedded["state"] == "off"
     assert servers_under(root) == []
+
+
+def test_fallback_to_the_embedded_local_model_when_the_remote_primary_is_down(root):
+    import socket
+
+    with socket.socket() as dead:  # a loopback port nothing listens on
+        dead.bind(("127.0.0.1", 0))
+        port = dead.getsockname()[1]
+    env = {"VASTAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "VASTAI_MODEL": "remote-model",
+           "FALLBACK_PROVIDER": "LOCAL"}
+    with running_gateway(root, env, embedded_local=True) as gw:
+        wait_for(lambda: gw.app.state.compute.embedded["state"] != "starting", 60, 0.2)
+        assert gw.app.state.compute.embedded["state"] == "ready", gw.app.state.compute.embedded
+        raw = gw.client().chat.completions.with_raw_response.create(
+            model="remote-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+        assert raw.headers["x-canonic-provider"] == "LOCAL", dict(raw.headers)
+        assert raw.parse().choices[0].message.content is not None
+        assert len(servers_under(root)) == 1
+    assert servers_under(root) == []

@@ -26,8 +26,16 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _is_local_server(pid: int) -> bool:
+    """Only a llama_cpp.server process is ever signalled (a recorded pid may have been reused)."""
+    try:
+        return b"llama_cpp.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _kill_leftovers(case: ProviderCase, root: Path) -> list[int]:
-    left = case.leftovers(root)
+    left = [pid for pid in case.leftovers(root) if _is_local_server(pid)]
     for pid in left:
         try:
             os.killpg(pid, signal.SIGKILL)

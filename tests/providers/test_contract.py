@@ -43,11 +43,18 @@ def test_spinup_creates_instance_and_returns_required_json(case, provider, root)
     assert len(case.leftovers(root)) == 1  # exactly one thing really runs (local: one server process)
 
 
-def test_spinup_json_is_valid_json(case, provider):
-    text = json.dumps(provider.spinup(case.spec).to_json())
-    again = json.loads(text)
-    assert set(again) == set(INSTANCE_KEYS)
+def test_spinup_json_is_valid_json(case, provider, root):
+    """The CLI's ``--json`` stdout is one JSON document with the seed's keys (run for real)."""
+    from tests.compute.conftest import run_cli
+
+    spec = case.spec
+    done = run_cli(root, "spinup", "--provider", case.name, "--gpu", spec.gpu, "--disk", f"{spec.disk_gb:g}",
+                   "--template", spec.template, "--json")
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout)
+    assert tuple(again) == INSTANCE_KEYS
     assert isinstance(again["cost_per_hour"], int | float)
+    assert [i.instance_id for i in provider.list()] == [again["instance_id"]]  # the provider sees it
 
 
 def test_spinup_is_idempotent(case, provider, make_provider):
