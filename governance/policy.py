@@ -236,37 +236,43 @@ class Policy:
         ids = caps.rule_ids
         if type(template) is not str or template not in caps.allowed_templates:
             return self._deny(act, "template_not_allowed", f"template {_show(template)} is not allowed on {provider}",
-                              ids)
+                              caps.template_ids)
         if type(gpu) is not str or gpu not in caps.allowed_gpus:
-            return self._deny(act, "gpu_not_allowed", f"gpu {_show(gpu)} is not allowed on {provider}", ids)
+            return self._deny(act, "gpu_not_allowed", f"gpu {_show(gpu)} is not allowed on {provider}",
+                              caps.gpu_ids)
         model = facts.model
         if model is not None and self._allowed_models is not None and (
             type(model) is not str or model not in self._allowed_models
         ):
             return self._deny(act, "model_not_allowed", f"model {_show(model)} is not in ALLOWED_MODELS",
-                              ids + self._allowed_ids)
+                              self._allowed_ids)
         cost = _number(facts.cost_per_hour)
         if cost is None or cost < 0:
             return self._deny(act, "facts_invalid",
-                              f"cost_per_hour must be a number >= 0, got {_show(facts.cost_per_hour)}", ids)
+                              f"cost_per_hour must be a number >= 0, got {_show(facts.cost_per_hour)}",
+                              caps.dph_ids)
         budget = None
         if facts.budget is not None:
             budget = _number(facts.budget)
             if budget is None or budget <= 0:
                 return self._deny(act, "budget_invalid",
-                                  f"budget must be a positive number, got {_show(facts.budget)}", ids)
+                                  f"budget must be a positive number, got {_show(facts.budget)}",
+                              caps.dph_ids)
         if cost > caps.max_dph:
             return self._deny(act, "price_over_cap",
-                              f"offer costs {cost} $/h, over the {provider} cap of {caps.max_dph} $/h", ids)
+                              f"offer costs {cost} $/h, over the {provider} cap of {caps.max_dph} $/h",
+                              caps.dph_ids)
         if budget is not None and cost > budget:
-            return self._deny(act, "budget_exceeded", f"offer costs {cost} $/h, over the budget of {budget} $/h", ids)
+            return self._deny(act, "budget_exceeded", f"offer costs {cost} $/h, over the budget of {budget} $/h",
+                              caps.dph_ids)
         count = facts.instance_count
         if type(count) is not int or count < 0:
             return self._deny(act, "facts_invalid", f"instance_count must be an integer >= 0, got {_show(count)}",
-                              ids)
+                              caps.count_ids)
         if count >= caps.max_instances:
             return self._deny(act, "instance_cap",
-                              f"{count} instance(s) already on {provider}; the cap is {caps.max_instances}", ids)
+                              f"{count} instance(s) already on {provider}; the cap is {caps.max_instances}",
+                              caps.count_ids)
         cap = caps.max_dph if budget is None or budget > caps.max_dph else budget
         return self._allow(act, f"provision on {provider}: {gpu} at {cost} $/h within {cap} $/h", ids,
                            {"provider": provider, "max_cost_per_hour": str(cap)})

@@ -43,6 +43,11 @@ class ComputeCaps:
     max_instances: int
     allowed_templates: frozenset[str]
     rule_ids: tuple[str, ...]
+    # The binding line of each cap, so a denial cites the one rule that denied it.
+    gpu_ids: tuple[str, ...] = ()
+    dph_ids: tuple[str, ...] = ()
+    count_ids: tuple[str, ...] = ()
+    template_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,9 @@ def _compute(r: BindingReader, key: str, prefix: str, template_names: tuple[str,
             templates, used = frozenset({r.get("LOCAL_MODEL")}), ("LOCAL_MODEL",)
     if gpus is None or dph is None or count is None or templates is None:
         return None
-    return ComputeCaps(key, gpus, dph, count, templates, r.ids(*names, *used))  # type: ignore[arg-type]
+    return ComputeCaps(key, gpus, dph, count, templates, r.ids(*names, *used),  # type: ignore[arg-type]
+                       gpu_ids=r.ids(names[0]), dph_ids=r.ids(names[1]), count_ids=r.ids(names[2]),
+                       template_ids=r.ids(*used))
 
 
 def _fallback(r: BindingReader) -> tuple[str | None, tuple[str, str | None, bool] | None]:

@@ -33,8 +33,13 @@ def provision(p, **facts):
 def test_caps_compiled_per_provider():
     p = policy(**VAST)
     vast = p.compute["vast"]
-    assert vast == ComputeCaps("vast", frozenset({"RTX 4090", "RTX 3090"}), Decimal("0.60"), 2, frozenset({IMAGE}),
-                               vast.rule_ids)
+    assert (vast.provider, vast.allowed_gpus, vast.max_dph, vast.max_instances, vast.allowed_templates) == (
+        "vast", frozenset({"RTX 4090", "RTX 3090"}), Decimal("0.60"), 2, frozenset({IMAGE}))
+    assert isinstance(vast, ComputeCaps)
+    # each cap knows its own binding line, so a denial cites only the rule that denied it
+    assert vast.dph_ids == (line_of("VASTAI_MAX_DPH"),) and vast.gpu_ids == (line_of("VASTAI_ALLOWED_GPUS"),)
+    assert vast.count_ids == (line_of("VASTAI_MAX_INSTANCES"),)
+    assert vast.template_ids == (line_of("VASTAI_ALLOWED_IMAGES"),)
     assert line_of("VASTAI_MAX_DPH") in vast.rule_ids and line_of("VASTAI_ALLOWED_IMAGES") in vast.rule_ids
     local = p.compute["local"]
     assert (local.allowed_gpus, local.max_dph, local.max_instances, local.allowed_templates) == (
@@ -138,3 +143,22 @@ def test_compute_lookups(action):
     for bad in ("basilica", "", 1, ["vast"]):
         d = p.decide(Facts(action=action, provider=bad))
         assert not d.allow and d.reason_code == "provider_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "facts, code, binding",
+    [
+        ({"template": "evil/image:latest"}, "template_not_allowed", "VASTAI_ALLOWED_IMAGES"),
+        ({"gpu": "H100"}, "gpu_not_allowed", "VASTAI_ALLOWED_GPUS"),
+        ({"cost_per_hour": 0.9}, "price_over_cap", "VASTAI_MAX_DPH"),
+        ({"budget": 0.3}, "budget_exceeded", "VASTAI_MAX_DPH"),
+        ({"instance_count": 2}, "instance_cap", "VASTAI_MAX_INSTANCES"),
+    ],
+)
+def test_a_compute_denial_cites_only_the_rule_that_denied(facts, code, binding):
+    d = provision(policy(**VAST), **facts)
+    assert not d.allow and d.reason_code == code
+    caps = {"VASTAI_ALLOWED_IMAGES", "VASTAI_ALLOWED_GPUS", "VASTAI_MAX_DPH", "VASTAI_MAX_INSTANCES"}
+    cited = {name for name in caps if line_of(name) in d.rule_ids}
+    assert cited == {binding}
+    assert FAIL_CLOSED_ID in d.rule_ids
