@@ -88,3 +88,33 @@ def test_fake_answers_non_integer_max_tokens_like_vllm(primary, value):
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == 400 and err["param"] == "body.max_tokens" and "valid integer" in err["message"]
+
+
+def test_unexpected_error_is_500_and_logged_with_the_request_id(tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    app = create_app(Settings(bindings_env={}, ledger_path=tmp_path / "l.jsonl", telemetry_enabled=False))
+
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/boom", boom)  # a route with a bug, reached over HTTP like any other
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level("ERROR", "canonic.errors"):
+        r = client.get("/boom", headers={"x-request-id": "bug-42"})
+    assert r.status_code == 500 and "secret internals" not in r.text
+    assert r.json()["error"]["type"] == "internal_error"
+    logged = [rec for rec in caplog.records if rec.name == "canonic.errors"]
+    assert logged and "bug-42" in logged[0].getMessage() and logged[0].exc_info
+
+
+def test_decision_id_only_on_decided_answers(gateway, primary):
+    gw = gateway(ALLOWED_MODELS="other-model")
+    denied = _post(gw)
+    assert denied.status_code == 403 and denied.headers["x-canonic-decision-id"]
+    bad_json = httpx.post(gw.v1 + "/chat/completions", content=b"{", headers=gw.auth(), timeout=5)
+    no_token = httpx.post(gw.v1 + "/chat/completions", json=chat(), timeout=5)
+    assert (bad_json.status_code, no_token.status_code) == (400, 401)
+    assert "x-canonic-decision-id" not in bad_json.headers and "x-canonic-decision-id" not in no_token.headers
