@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -193,12 +192,10 @@ class ComputeBase:
             return
         routed = {u.instance_id for u in self.registry.for_provider(name)}
         if instance.instance_id not in routed:
-            extra: dict[str, Any] = {}
             # the instance's health probe: llama.cpp has no /health; /v1/models is what the gate checked
-            if "health_path" in inspect.signature(self.registry.register).parameters:
-                extra["health_path"] = HEALTH_PATH
             self.registry.register(provider=name, model=model, base_url=instance.base_url,
-                                   instance_id=instance.instance_id, max_model_len=max_model_len, **extra)
+                                   instance_id=instance.instance_id, max_model_len=max_model_len,
+                                   health_path=HEALTH_PATH)
         self._routed[instance.instance_id] = provider
 
     def _unroute(self, instance_id: str) -> None:

@@ -122,7 +122,7 @@ class Forwarder:
         ok = False
         try:
             async with self.session.get(
-                upstream.server_url + "/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+                upstream.server_url + upstream.health_path, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
             ) as resp:
                 ok = resp.status == 200
         except (aiohttp.ClientError, TimeoutError):

@@ -30,8 +30,11 @@ class Upstream:
     provider: str
     model: str
     base_url: str  # the API root, ending in /v1
-    server_url: str  # the server root, for /health
+    server_url: str  # the server root, for the health probe
     instance_id: str
+    # The half-open probe's path on the server root: vLLM answers /health; llama.cpp's server has
+    # none, so compute instances probe /v1/models, which their health gate checked.
+    health_path: str = "/health"
     api_key: str | None = field(default=None, repr=False)
     max_model_len: int | None = None
     learned: bool = False  # max_model_len came from the upstream's /v1/models (not declared)
@@ -91,12 +94,15 @@ class UpstreamRegistry:
         instance_id: str,
         max_model_len: int | None = None,
         api_key: str | None = None,
+        health_path: str = "/health",
     ) -> Upstream:
         """Make a (health-gated) compute instance routable for ``provider``'s ``model``."""
         if not instance_id:
             raise ValueError("instance_id must be non-empty")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
+        if not health_path.startswith("/"):
+            raise ValueError("health_path must start with /")
         api, server = _roots(base_url)
         return self._add(
             Upstream(
@@ -107,6 +113,7 @@ class UpstreamRegistry:
                 instance_id=instance_id,
                 api_key=api_key,
                 max_model_len=max_model_len,
+                health_path=health_path,
             )
         )
 
