@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gateway import audit
 from gateway.auth import require
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.openai_models import ERROR_SCHEMA
 from governance.compiler import CompileResult, compile_files, compile_policy, single_file, spec_name
 from governance.decision import Facts
 from governance.report import FORMATS, github, junit, report_dict, sarif, text
@@ -97,7 +98,28 @@ def _render(result: CompileResult, fmt: str, payload: dict[str, Any]) -> Respons
     return PlainTextResponse(body, media_type=_MEDIA[fmt])
 
 
-@router.post("/validate", summary="Validate governance documents; 200 with the report even when invalid")
+_ERROR = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report (valid or not); ?format picks JSON, SARIF, JUnit XML, GitHub annotations or text",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/sarif+json": {"schema": {"type": "object"}},
+            "application/xml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    },
+    400: {"description": "Malformed request (OpenAI error body; `param` names the field)", **_ERROR},
+    401: {"description": "Missing or invalid token (when validation requires auth)", **_ERROR},
+    403: {"description": "Token lacks governance:read (when validation requires auth)", **_ERROR},
+    413: {"description": "Request body over the size limit", **_ERROR},
+    415: {"description": "Neither application/json nor text/markdown", **_ERROR},
+    503: {"description": "The decision ledger cannot record (fail closed)", **_ERROR},
+}
+
+
+@router.post("/validate", summary="Validate governance documents; 200 with the report even when invalid",
+             responses=_RESPONSES)
 async def validate(request: Request, format: str = Query("json"), file: str = Query("CANON.md")) -> Response:
     started = time.perf_counter()
     state = request.app.state

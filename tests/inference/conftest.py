@@ -65,6 +65,10 @@ def running_gateway(tmp_path: Path, env: dict[str, str], **overrides):
         GATEWAY_JWT_SECRET=SECRET,  # jwt_secret= is ignored: the field has a validation alias
         ledger_path=tmp_path / "ledger" / "decisions.jsonl",
         telemetry_enabled=False,
+        # compute state in the test's own directory: a DELETE /v1/compute/instances?confirm=true from
+        # schemathesis must never reach a developer's running local model under the repo
+        instances_dir=tmp_path / "instances",
+        tracking_dir=tmp_path / "config",
         **overrides,
     )
     app = create_app(settings)
