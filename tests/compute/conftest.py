@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +18,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from gateway.app import create_app
 from gateway.auth import SCOPES, mint_token
 from gateway.settings import Settings
 from providers.local import LocalBackend
+from tests.harness import serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-compute-0123456789abcdef"
@@ -153,27 +151,9 @@ class Gateway:
 def running_gateway(root: Path, env: dict[str, str] | None = None, **overrides) -> Iterator[Gateway]:
     settings = compute_settings(root, env, **overrides)
     app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.01)
     token = mint_token(settings, "tester", ["inference"], 600)
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app, settings, token)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
-        assert not thread.is_alive(), "gateway did not stop in time"
+    with serve_app(app, start_timeout_s=START_TIMEOUT_S, stop_timeout_s=60) as url:
+        yield Gateway(url, app, settings, token)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ state leaks between tests); ``primary`` and ``backup`` are fake vLLM servers, re
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -15,12 +13,12 @@ from pathlib import Path
 
 import openai
 import pytest
-import uvicorn
 
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.settings import Settings
 from tests.fakes.fake_vllm import FakeVLLM
+from tests.harness import serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-inference-0123456789abcdef"
@@ -72,28 +70,9 @@ def running_gateway(tmp_path: Path, env: dict[str, str], **overrides):
         **overrides,
     )
     app = create_app(settings)
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is TCP (proto 0 -> +40 ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.01)
     token = mint_token(settings, "tester", ["inference"], 600)
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app, settings, token)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        assert not thread.is_alive(), "gateway did not stop in time"
+    with serve_app(app, start_timeout_s=START_TIMEOUT_S) as url:
+        yield Gateway(url, app, settings, token)
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,16 @@ OTLP receiver. Every wait is bounded."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.otlp_receiver import OtlpReceiver
+from tests.harness import serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 15.0
@@ -39,29 +36,8 @@ def running_gateway(tmp_path: Path, env: dict[str, str], **overrides):
         **overrides,
     )
     app = create_app(settings)
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is TCP (proto 0 -> +40 ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(timeout=15)  # let a half-started lifespan shut down before the next test
-            sock.close()
-            raise RuntimeError("gateway did not start" + ("" if not thread.is_alive() else " (and did not stop)"))
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        assert not thread.is_alive(), "gateway did not stop in time"
+    with serve_app(app, start_timeout_s=START_TIMEOUT_S) as url:
+        yield url, app
 
 
 @pytest.fixture
