@@ -1,6 +1,6 @@
 """A loopback fake of vLLM's OpenAI-compatible server (aiohttp.web, 127.0.0.1 only).
 
-Faithful to /work/shared/reference/openai-vllm.md §1 and §7: ``/v1/models`` with
+Faithful to shared/reference/openai-vllm.md §1 and §7: ``/v1/models`` with
 ``max_model_len``, ``/health`` (200 empty / 503 engine dead), chat and text completions
 (streamed and not), the SSE chunk format, the usage chunk under ``stream_options``, vLLM
 error bodies (integer ``code``), the unknown-model 404 and both context-length 400s.
