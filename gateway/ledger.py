@@ -76,6 +76,7 @@ class Ledger:
         self.incidents = 0
         self._incident_open = False
         self.records_written = 0
+        self._opened_once = False  # the chain's tail is known: records can be chained while the file is down
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,6 +94,7 @@ class Ledger:
             self._mark_ok()
         if tail is not None:
             self._seq, self._prev = tail
+            self._opened_once = True
         self._started = True
         self._writer = asyncio.create_task(self._run(opened=tail is not None), name="ledger-writer")
 
@@ -151,9 +153,13 @@ class Ledger:
     # -- appending -------------------------------------------------------------------------
     async def append(self, record: Mapping[str, Any], *, durable: bool) -> str:
         """Chain and enqueue one record; return its hash. ``durable`` waits until the line is
-        written and flushed. Raises ServiceUnavailable (nothing chained) when the ledger is down
-        or the queue is full, and ServiceUnavailable when a durable write fails."""
-        if not self.available:
+        written and flushed. Raises ServiceUnavailable (nothing chained) when the queue is full, when
+        a durable record meets a ledger that is down (or a record meets one whose chain was never
+        read), and when a durable write fails."""
+        if not self.available and (durable or not self._opened_once or self._stopping):
+            # A lagged (non-durable) record of an action already under way is still queued while the
+            # file is briefly unwritable: the writer retries it, so an answered request keeps its
+            # record. New governed actions are refused up front (check_available) meanwhile.
             self.drops += 1
             self.check_available()
         assert self._queue is not None and self._urgent is not None
@@ -218,6 +224,7 @@ class Ledger:
             if self._seq == 0:
                 self._seq, self._prev = disk_seq, disk_hash
             opened = True
+            self._opened_once = True
             self._mark_ok()
         stop = False
         while not stop:

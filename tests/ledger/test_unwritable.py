@@ -189,3 +189,28 @@ async def test_disk_full_mid_batch_rewrites_nothing_twice(tmp_path: Path) -> Non
     assert result.ok, result.describe()
     assert [r["decision_id"] for r in read_records(path)] == [f"f{i:03d}" for i in range(32)]
     assert path.with_name("decisions.jsonl.corrupt").exists()  # the partial lines, kept for inspection
+
+
+async def test_lagged_record_of_an_answered_request_survives_a_brief_outage(tmp_path: Path) -> None:
+    """An inference that was admitted before the outage ends during it: its (non-durable) record is
+    queued, not dropped, and written once the path is writable again."""
+    settings = make_settings(tmp_path)
+    path = ledger_path(settings)
+    led = Ledger(settings)
+    await led.start()
+    moved = path.parent.with_name("ledger.moved")
+    try:
+        await led.append(decision(0), durable=True)
+        path.parent.rename(moved)
+        path.parent.write_text("not a directory\n")
+        with pytest.raises(ServiceUnavailable):
+            await led.append(decision(1), durable=True)  # the outage is noticed
+        assert not led.available
+        await led.append(decision(2), durable=False)  # the lagged record of a request already answered
+        path.parent.unlink()
+        moved.rename(path.parent)
+        assert await _until(lambda: led.available and led.queue_depth == 0), led.readiness()
+    finally:
+        await led.stop()
+    assert verify_chain(path).ok
+    assert [r["decision_id"] for r in read_records(path)] == ["d00000", "d00001", "d00002"]
