@@ -228,52 +228,43 @@ def load_config(env: Mapping[str, str]) -> OtelConfig:
     )
 
 
-def span_exporter(cfg: SignalConfig) -> SpanExporter:
+def _otlp_exporter(cfg: SignalConfig, grpc_cls, http_cls):
+    """One OTLP exporter of either protocol, configured the same way for both signals."""
+    gzip = cfg.compression == "gzip"
     if cfg.protocol == "grpc":
         import grpc
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-        return GrpcSpanExporter(
+        return grpc_cls(
             endpoint=cfg.endpoint,
             insecure=cfg.endpoint.startswith("http://"),
             headers=cfg.headers or None,
             timeout=cfg.timeout_s,
-            compression=grpc.Compression.Gzip if cfg.compression == "gzip" else grpc.Compression.NoCompression,
+            compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression,
         )
     from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(
+    return http_cls(
         endpoint=cfg.endpoint,
         headers=cfg.headers,
         timeout=cfg.timeout_s,
-        compression=Compression.Gzip if cfg.compression == "gzip" else Compression.NoCompression,
+        compression=Compression.Gzip if gzip else Compression.NoCompression,
     )
+
+
+def span_exporter(cfg: SignalConfig) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return _otlp_exporter(cfg, GrpcSpanExporter, OTLPSpanExporter)
 
 
 def metric_exporter(cfg: SignalConfig) -> MetricExporter:
-    if cfg.protocol == "grpc":
-        import grpc
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        return GrpcMetricExporter(
-            endpoint=cfg.endpoint,
-            insecure=cfg.endpoint.startswith("http://"),
-            headers=cfg.headers or None,
-            timeout=cfg.timeout_s,
-            compression=grpc.Compression.Gzip if cfg.compression == "gzip" else grpc.Compression.NoCompression,
-        )
-    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+        OTLPMetricExporter as GrpcMetricExporter,
+    )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(
-        endpoint=cfg.endpoint,
-        headers=cfg.headers,
-        timeout=cfg.timeout_s,
-        compression=Compression.Gzip if cfg.compression == "gzip" else Compression.NoCompression,
-    )
+    return _otlp_exporter(cfg, GrpcMetricExporter, OTLPMetricExporter)
 
 
 class CountingSpanExporter(SpanExporter):

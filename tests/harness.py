@@ -8,7 +8,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
 
+import openai
 import uvicorn
 
 
@@ -39,3 +42,28 @@ def serve_app(app, *, start_timeout_s: float = 15.0, stop_timeout_s: float = 15.
         thread.join(timeout=stop_timeout_s)
         sock.close()
         assert not thread.is_alive(), "gateway did not stop in time"
+
+
+@dataclass
+class GatewayClient:
+    """A running gateway as tests see it: its URL, app, settings, a token, and SDK clients."""
+
+    url: str
+    app: object
+    settings: object
+    token: str
+    sdk_timeout_s: ClassVar[float] = 10.0
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, **kw) -> openai.OpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", self.sdk_timeout_s)
+        return openai.OpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)
+
+    def aclient(self, **kw) -> openai.AsyncOpenAI:
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", self.sdk_timeout_s)
+        return openai.AsyncOpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)

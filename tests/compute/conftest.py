@@ -12,18 +12,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
 from gateway.app import create_app
 from gateway.auth import SCOPES, mint_token
 from gateway.settings import Settings
 from providers.local import LocalBackend
-from tests.harness import serve_app
+from tests.harness import GatewayClient, serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-compute-0123456789abcdef"
@@ -117,26 +115,8 @@ def ledger_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@dataclass
-class Gateway:
-    url: str
-    app: object
-    settings: Settings
-    token: str
-
-    @property
-    def v1(self) -> str:
-        return self.url + "/v1"
-
-    def client(self, **kw) -> openai.OpenAI:
-        kw.setdefault("max_retries", 0)
-        kw.setdefault("timeout", 60.0)
-        return openai.OpenAI(base_url=self.v1, api_key=self.token, **kw)
-
-    def aclient(self, **kw) -> openai.AsyncOpenAI:
-        kw.setdefault("max_retries", 0)
-        kw.setdefault("timeout", 60.0)
-        return openai.AsyncOpenAI(base_url=self.v1, api_key=self.token, **kw)
+class Gateway(GatewayClient):
+    sdk_timeout_s = 60.0
 
     def http(self, scopes=SCOPES) -> httpx.Client:
         token = mint_token(self.settings, "tester", list(scopes), 600)

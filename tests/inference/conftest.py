@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import openai
 import pytest
 
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.settings import Settings
 from tests.fakes.fake_vllm import FakeVLLM
-from tests.harness import serve_app
+from tests.harness import GatewayClient, serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-inference-0123456789abcdef"
@@ -26,27 +24,7 @@ START_TIMEOUT_S = 15.0
 UPSTREAM_KEY = "upstream-key-not-for-clients"
 
 
-@dataclass
-class Gateway:
-    url: str
-    app: object
-    settings: Settings
-    token: str
-
-    @property
-    def v1(self) -> str:
-        return self.url + "/v1"
-
-    def client(self, **kw) -> openai.OpenAI:
-        kw.setdefault("max_retries", 0)
-        kw.setdefault("timeout", 10.0)
-        return openai.OpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)
-
-    def aclient(self, **kw) -> openai.AsyncOpenAI:
-        kw.setdefault("max_retries", 0)
-        kw.setdefault("timeout", 10.0)
-        return openai.AsyncOpenAI(base_url=self.v1, api_key=kw.pop("api_key", self.token), **kw)
-
+class Gateway(GatewayClient):
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
