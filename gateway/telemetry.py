@@ -41,8 +41,6 @@ from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -61,6 +59,7 @@ from gateway.telemetry_config import (
     span_exporter,
 )
 from gateway.telemetry_metrics import Metrics
+from gateway.telemetry_push import MetricPush
 
 __all__ = ["SpanKind", "Telemetry", "TelemetryMiddleware"]
 
@@ -103,16 +102,15 @@ UNMATCHED_ROUTE = "(unmatched)"
 
 
 class Telemetry:
-    """Owns the TracerProvider, MeterProvider and Prometheus registry of one gateway process."""
+    """Owns the TracerProvider, the Prometheus registry and its OTLP push of one gateway process."""
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.telemetry_enabled
         self.capture_content = settings.telemetry_capture_content
         self.propagator = TraceContextTextMapPropagator()
         self._tracer_provider: TracerProvider | None = None
-        self._meter_provider: MeterProvider | None = None
+        self._metric_push: MetricPush | None = None
         self.config: OtelConfig | None = None
-        meter = None
         if not self.enabled:
             self.tracer: trace.Tracer = trace.NoOpTracer()
             self.metrics = Metrics(enabled=False)
@@ -130,16 +128,18 @@ class Telemetry:
                 "service.name": cfg.service_name,
             }
         )
+        self.metrics = Metrics()
         if cfg.metrics is not None:
             exporter = CountingMetricExporter(
                 metric_exporter(cfg.metrics), lambda: self.metrics.record_exporter_failure("metrics")
             )
-            reader = PeriodicExportingMetricReader(
-                exporter, export_interval_millis=cfg.metric_interval_ms, export_timeout_millis=cfg.metric_timeout_ms
+            self._metric_push = MetricPush(
+                self.metrics.registry,
+                exporter,
+                resource,
+                interval_s=cfg.metric_interval_ms / 1000,
+                timeout_s=cfg.metric_timeout_ms / 1000,
             )
-            self._meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
-            meter = self._meter_provider.get_meter("canonic-gateway")
-        self.metrics = Metrics(meter)
         self._tracer_provider = TracerProvider(resource=resource, sampler=cfg.sampler())
         if cfg.traces is not None:
             exporter = CountingSpanExporter(
@@ -233,7 +233,7 @@ class Telemetry:
 
     def shutdown(self) -> None:
         """Flush pending spans and metrics (bounded by the exporters' timeouts) and stop exporting."""
-        for provider in (self._tracer_provider, self._meter_provider):
+        for provider in (self._tracer_provider, self._metric_push):
             if provider is None:
                 continue
             try:
@@ -241,7 +241,7 @@ class Telemetry:
             except Exception as exc:  # shutting down must never raise into the lifespan
                 log.warning("telemetry shutdown: %s", type(exc).__name__)
         self._tracer_provider = None
-        self._meter_provider = None
+        self._metric_push = None
         self.tracer = trace.NoOpTracer()
 
 

@@ -1,5 +1,6 @@
-"""The gateway's metrics: one prometheus_client ``CollectorRegistry`` owned by this object (served at
-``GET /metrics``), mirrored to OTLP through an SDK ``Meter`` when a metrics exporter is configured.
+"""The gateway's metrics: one prometheus_client ``CollectorRegistry`` owned by this object, served at
+``GET /metrics`` and, when a metrics exporter is configured, pushed over OTLP from the same registry
+(``gateway/telemetry_push.py``): each measurement is recorded once.
 
 Instruments are created once here; the request path only calls the ``record_*`` / ``set_*`` methods.
 OTLP names are the Prometheus names without the ``_total`` suffix of counters.
@@ -20,10 +21,8 @@ Prometheus families (all prefixed ``canonic_``):
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 
-from opentelemetry.metrics import Meter, Observation
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -54,26 +53,14 @@ class _Callbacks:
         return []
 
 
-def _counter_callback(counter: Counter) -> Callable:
-    def callback(_options):
-        return [
-            Observation(sample.value, sample.labels)
-            for family in counter.collect()
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        ]
-
-    return callback
-
 
 class Metrics:
-    """Prometheus metrics (always, when enabled) plus their OTLP mirror (when ``meter`` is given).
-    With ``enabled=False`` every method is a no-op and ``/metrics`` shows empty families."""
+    """Prometheus metrics (the OTLP push reads ``registry``). With ``enabled=False`` every method
+    is a no-op and ``/metrics`` shows empty families."""
 
-    def __init__(self, meter: Meter | None = None, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
-        self._lock = threading.Lock()
         r = self.registry
         labels = ("route", "model", "provider", "status")
         self._duration = Histogram(
@@ -112,46 +99,8 @@ class Metrics:
         )
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
-        self._meter = meter
-        self._otel = self._otel_instruments(meter) if meter is not None else None
-        self._gauge_values: dict[str, dict[tuple, float]] = {"circuit": {}, "instances": {}, "cost": {}}
         self._bound: dict[tuple, tuple] = {}
         self._circuit_last: dict[str, int] = {}
-
-    # -- OTLP mirror -------------------------------------------------------------------------
-    def _otel_instruments(self, m: Meter) -> dict:
-        def gauge(key: str, label_names: tuple[str, ...]):
-            def callback(_options):
-                with self._lock:
-                    items = list(self._gauge_values[key].items())
-                return [Observation(v, dict(zip(label_names, k, strict=True))) for k, v in items]
-
-            return [callback]
-
-        m.create_observable_gauge(PREFIX + "circuit_state", callbacks=gauge("circuit", ("upstream",)))
-        m.create_observable_gauge(
-            PREFIX + "compute_instances", callbacks=gauge("instances", ("provider", "state"))
-        )
-        m.create_observable_gauge(
-            PREFIX + "compute_cost_per_hour_dollars", unit="USD/h", callbacks=gauge("cost", ("provider",))
-        )
-        # Counters are read from their Prometheus twins at export time (observable, cumulative), so
-        # the request path increments one counter, not two. Histograms have no observable form.
-        for counter in (self._tokens, self._decisions, self._retries, self._fallbacks, self._exporter_failures):
-            m.create_observable_counter(counter._name, callbacks=[_counter_callback(counter)])
-        return {
-            "duration": m.create_histogram(
-                PREFIX + "request_duration_seconds", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
-            ),
-            "ttft": m.create_histogram(
-                PREFIX + "time_to_first_token_seconds", unit="s", explicit_bucket_boundaries_advisory=TTFT_BUCKETS
-            ),
-        }
-
-    def _set(self, key: str, labels: tuple, value: float) -> None:
-        if self._otel is not None:
-            with self._lock:
-                self._gauge_values[key][labels] = value
 
     # -- the request path --------------------------------------------------------------------
     def record_request(
@@ -166,21 +115,13 @@ class Metrics:
         bound[0].observe(duration_s)
         if ttft_s is not None:
             bound[1].observe(ttft_s)
-        if self._otel is not None:
-            self._otel["duration"].record(duration_s, bound[2])
-            if ttft_s is not None:
-                self._otel["ttft"].record(ttft_s, bound[2])
 
     def _bind(self, key: tuple) -> tuple:
-        """The Prometheus children and the OTLP attributes of one label set, made once (bounded:
-        routes, models and providers are closed sets; statuses are few)."""
+        """The Prometheus children of one label set, made once (bounded: routes, models and
+        providers are closed sets; statuses are few)."""
         route, model, provider, status = key
         s = str(status)
-        bound = (
-            self._duration.labels(route, model, provider, s),
-            self._ttft.labels(route, model, provider, s),
-            {"route": route, "model": model, "provider": provider, "status": s},
-        )
+        bound = (self._duration.labels(route, model, provider, s), self._ttft.labels(route, model, provider, s))
         if len(self._bound) < BOUND_MAX:
             self._bound[key] = bound
         return bound
@@ -223,19 +164,16 @@ class Metrics:
             return  # called after every attempt; the state rarely changes
         self._circuit_last[upstream] = value
         self._circuit.labels(upstream).set(value)
-        self._set("circuit", (upstream,), value)
 
     def set_instances(self, provider: str, state: str, n: int) -> None:
         if not self.enabled:
             return
         self._instances.labels(provider, state).set(n)
-        self._set("instances", (provider, state), n)
 
     def set_cost(self, provider: str, dollars_per_hour: float) -> None:
         if not self.enabled:
             return
         self._cost.labels(provider).set(dollars_per_hour)
-        self._set("cost", (provider,), dollars_per_hour)
 
     def observe(self, name: str, fn: Callable[[], float], *, kind: str = "gauge", description: str = "") -> None:
         """Register a callback read at scrape/export time, e.g. ``observe("ledger_queue_depth",
@@ -249,13 +187,3 @@ class Metrics:
             raise ValueError(f"metric {full!r} is already registered")
         doc = description or name.replace("_", " ")
         self._callbacks.entries[full] = (kind, doc, fn)
-        if self._meter is not None and self.enabled:
-
-            def callback(_options):
-                try:
-                    return [Observation(float(fn()))]
-                except Exception:
-                    return []
-
-            make = self._meter.create_observable_counter if kind == "counter" else self._meter.create_observable_gauge
-            make(full, callbacks=[callback], description=doc)

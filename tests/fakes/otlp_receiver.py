@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 
@@ -64,6 +65,13 @@ class ReceivedPoint:
     attributes: dict
     value: float  # the sum/gauge value, or a histogram's count
     sum: float | None = None
+    unit: str = ""
+    bucket_counts: list[int] = field(default_factory=list)  # histograms: per bucket, not cumulative
+    explicit_bounds: list[float] = field(default_factory=list)
+    monotonic: bool | None = None  # sums only
+    temporality: str = ""  # sums and histograms: CUMULATIVE or DELTA
+    start_ns: int = 0
+    time_ns: int = 0
 
 
 class OtlpReceiver:
@@ -177,12 +185,21 @@ class OtlpReceiver:
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
                     data = getattr(m, kind)
+                    temporality = ""
+                    if kind in ("sum", "histogram"):
+                        temporality = metrics_pb2.AggregationTemporality.Name(data.aggregation_temporality)
+                        temporality = temporality.removeprefix("AGGREGATION_TEMPORALITY_")
+                    monotonic = data.is_monotonic if kind == "sum" else None
                     for p in data.data_points:
+                        common = {"unit": m.unit, "temporality": temporality, "monotonic": monotonic,
+                                  "start_ns": p.start_time_unix_nano, "time_ns": p.time_unix_nano}
                         if kind == "histogram":
-                            decoded.append(ReceivedPoint(m.name, kind, _attrs(p.attributes), p.count, p.sum))
+                            decoded.append(ReceivedPoint(m.name, kind, _attrs(p.attributes), p.count, p.sum,
+                                                         bucket_counts=list(p.bucket_counts),
+                                                         explicit_bounds=list(p.explicit_bounds), **common))
                         else:
                             value = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-                            decoded.append(ReceivedPoint(m.name, kind, _attrs(p.attributes), value))
+                            decoded.append(ReceivedPoint(m.name, kind, _attrs(p.attributes), value, **common))
         with self._lock:
             self.points.extend(decoded)
 
