@@ -64,9 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # full collections on the request path only walk what requests allocate.
         gc.collect()
         gc.freeze()
+        gc_thresholds = gc.get_threshold()
+        if settings.gc_gen0_threshold:
+            gc.set_threshold(settings.gc_gen0_threshold, *gc_thresholds[1:])
         try:
             yield
         finally:
+            gc.set_threshold(*gc_thresholds)
             gc.unfreeze()
             await state.compute.stop()  # tears down the embedded instance: no process left behind
             await state.forwarder.close()

@@ -43,7 +43,7 @@ def decide(request: Request, facts: Facts) -> Decision:
     state = request.app.state
     policy = state.governance.policy
     telemetry = state.telemetry
-    if telemetry.recording():
+    if telemetry.recording_for(request):
         with telemetry.span("policy.decide", {ATTR_PRINCIPAL: facts.principal or "", "canonic.action": facts.action}) as span:
             decision = policy.decide(facts)
             span.set_attributes({
@@ -74,7 +74,7 @@ def ledger_record(request: Request, decision: Decision, facts: Facts, outcome: d
         "reason_code": decision.reason_code,
         "rule_ids": list(decision.rule_ids),
         "policy_revision": decision.policy_revision,
-        "trace_id": telemetry.trace_id(getattr(request.state, "otel_context", None)),
+        "trace_id": telemetry.request_trace_id(request),
         "request_id": getattr(request.state, "request_id", None),
         "outcome": "denied" if not decision.allow else outcome.get("result", "ok"),
         "status": outcome.get("status"),

@@ -173,7 +173,7 @@ def require(scope: str) -> Callable[[Request], Principal]:
     async def dependency(request: Request) -> Principal:
         state = request.app.state
         telemetry = getattr(state, "telemetry", None)
-        if telemetry is None or not telemetry.tracing:
+        if telemetry is None or not telemetry.recording_for(request):
             return _authorize(request, state.verifier, scope)
         with telemetry.span("auth", {"canonic.auth.scope": scope}) as span:
             principal = _authorize(request, state.verifier, scope)

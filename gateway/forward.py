@@ -68,6 +68,8 @@ class Call:
     client_retries: int = 0
     strip_usage: bool = False
     gone: asyncio.Event | None = None  # set when the client disconnects
+    traced: bool | None = None  # the request's trace is recorded (None: ask the current context)
+    trace_headers: dict[str, str] | None = None  # traceparent of the request's span, when not traced
 
 
 @dataclass

@@ -180,6 +180,39 @@ class Telemetry:
         ctx = parent.get_span_context()
         return not ctx.is_valid or ctx.is_remote
 
+    # -- per-request shortcuts (most requests are not sampled; these skip the context API) ----
+    def recording_for(self, request) -> bool:
+        """``recording()`` for the request's own task, answered from the flag the middleware set
+        when it opened the request's SERVER span (``otel_sampled``), without a context lookup."""
+        if self._tracer_provider is None:
+            return False
+        flag = request.scope.get("state", {}).get("otel_sampled")
+        return self.recording() if flag is None else flag
+
+    def request_headers(self, request) -> dict[str, str] | None:
+        """The W3C trace headers naming the request's SERVER span, for an upstream call made
+        without a child span (an unsampled request: flags ``00``, so the upstream does not start a
+        trace of its own). Formatted from the span the middleware holds, as the propagator would;
+        None when there is no such span (then use ``inject``)."""
+        span = request.scope.get("state", {}).get("otel_span")
+        if span is None:
+            return None
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return None
+        headers = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+        if ctx.trace_state:
+            headers["tracestate"] = ctx.trace_state.to_header()
+        return headers
+
+    def request_trace_id(self, request) -> str | None:
+        """The hex trace id of the request's SERVER span (for the ledger), or None."""
+        span = request.scope.get("state", {}).get("otel_span")
+        if span is None:
+            return None
+        ctx = span.get_span_context()
+        return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
     # -- spans -------------------------------------------------------------------------------
     @contextmanager
     def span(
@@ -274,16 +307,14 @@ class TelemetryMiddleware:
         if tel.tracing:
             carrier = _headers_carrier(scope)
             parent = tel.propagator.extract(carrier) if carrier else None
-            span = tel.tracer.start_span(
-                method,
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes={
+            span = tel.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+            sampled = state["otel_sampled"] = span.is_recording()
+            if sampled:  # the built-in samplers do not read attributes: set them only when kept
+                span.set_attributes({
                     HTTP_REQUEST_METHOD: method,
                     URL_PATH: scope.get("path", ""),
                     URL_SCHEME: scope.get("scheme", "http"),
-                },
-            )
+                })
             ctx = trace.set_span_in_context(span, parent)
             state["otel_span"] = span
             state["otel_context"] = ctx

@@ -100,6 +100,7 @@ class Metrics:
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
         self._bound: dict[tuple, tuple] = {}
+        self._children: dict[tuple, object] = {}  # (family, *labels) -> bound child, bounded like _bound
         self._circuit_last: dict[str, int] = {}
 
     # -- the request path --------------------------------------------------------------------
@@ -130,15 +131,25 @@ class Metrics:
         if not self.enabled:
             return
         if input_tokens:
-            self._tokens.labels(model, provider, "input").inc(input_tokens)
+            self._child(self._tokens, model, provider, "input").inc(input_tokens)
         if output_tokens:
-            self._tokens.labels(model, provider, "output").inc(output_tokens)
+            self._child(self._tokens, model, provider, "output").inc(output_tokens)
 
     def record_decision(self, action: str, allow: bool, rule: str = "") -> None:
         if not self.enabled:
             return
-        allow_s = "true" if allow else "false"
-        self._decisions.labels(action, allow_s, rule).inc()
+        self._child(self._decisions, action, "true" if allow else "false", rule).inc()
+
+    def _child(self, family, *labels: str):
+        """``family.labels(*labels)``, looked up in a dict after the first time (``labels()``
+        validates and locks on every call; the request path calls this a few times per request)."""
+        key = (family, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = family.labels(*labels)
+            if len(self._children) < BOUND_MAX:
+                self._children[key] = child
+        return child
 
     def record_retry(self, provider: str) -> None:
         if not self.enabled:

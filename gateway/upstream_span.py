@@ -85,10 +85,15 @@ class AttemptSpan:
         self._ended = False
         self.model = binding.model
         self._telemetry = telemetry
-        if telemetry is None or not telemetry.recording():
+        traced = getattr(call, "traced", None)
+        if telemetry is None or not (telemetry.recording() if traced is None else traced):
             self.span = None
             # an unsampled trace still propagates (flag 00) so the upstream does not start its own
-            self.headers = telemetry.inject({}) if telemetry is not None and telemetry.tracing else _NO_HEADERS
+            if telemetry is None or not telemetry.tracing:
+                self.headers = _NO_HEADERS
+            else:
+                preset = getattr(call, "trace_headers", None)
+                self.headers = preset if preset is not None else telemetry.inject({})
             return
         operation = "chat" if call.chat else "text_completion"
         try:  # hostname/port only: userinfo in a configured URL never reaches a span

@@ -109,9 +109,11 @@ async def _complete(request: Request, principal: Principal, *, chat: bool) -> Re
             check_context(limit, n, max_tokens)
         payload, strip_usage = upstream_payload(obj, chat=chat, max_tokens=max_tokens)
         retries = request.headers.get("x-stainless-retry-count", "0")
+        traced = state.telemetry.recording_for(request)
         call = Call(path="/chat/completions" if chat else "/completions", payload=payload, stream=bool(req.stream),
                     chat=chat, primary=primary, fallback=fallback, request_id=request.state.request_id,
-                    client_retries=int(retries) if retries.isdigit() else 0, strip_usage=strip_usage)
+                    client_retries=int(retries) if retries.isdigit() else 0, strip_usage=strip_usage,
+                    traced=traced, trace_headers=None if traced else state.telemetry.request_headers(request))
 
         async def stream_end(result: dict[str, Any]) -> None:
             await finish(result["status"], result["usage"], result.get("result", "ok"))

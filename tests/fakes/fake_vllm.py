@@ -160,6 +160,7 @@ class FakeVLLM:
                     "x-request-id": h.get("x-request-id"),
                     "x-stainless-retry-count": h.get("x-stainless-retry-count"),
                     "traceparent": h.get("traceparent"),
+                    "tracestate": h.get("tracestate"),
                     "authorization": h.get("authorization"),
                 }
             )

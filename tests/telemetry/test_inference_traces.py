@@ -146,3 +146,32 @@ def test_denied_call_has_decision_span_and_no_client_span(traced, receiver, prim
     assert server.attributes["http.response.status_code"] == 403
     assert not [s for s in receiver.spans if s.trace_id == trace_id and s.kind == "CLIENT"]
     assert primary.count() == 0
+
+
+def test_unsampled_call_propagates_flag_00_and_the_ledger_keeps_its_trace_id(tmp_path, receiver, primary):  # noqa: F811
+    """Most requests are not sampled: no span is exported, yet the upstream still gets a
+    traceparent in the caller's trace (flags 00, tracestate kept) and the ledger names the trace."""
+    import json
+
+    env = {**FAST, **base_env(primary, None), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    _header, trace_id, caller_span = traceparent(sampled=False)
+    with running_gateway(tmp_path, env, GATEWAY_JWT_SECRET=SECRET) as (base, app):
+        token = mint_token(app.state.settings, "tracer", ["inference"], 600)
+        client = openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0, timeout=10.0)
+        client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=4,
+                                       extra_headers={"traceparent": _header, "tracestate": "vendor=a1,other=b2",
+                                                      "x-request-id": "unsampled-1"})
+        root_header, root_trace, _ = traceparent(sampled=True)
+        client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=4,  # a sampled one
+                                       extra_headers={"traceparent": root_header})
+        receiver.wait_for(lambda rc: [s for s in rc.spans if s.trace_id == root_trace and s.kind == "CLIENT"])
+        ledger_path = app.state.settings.resolve(app.state.settings.ledger_path)
+    assert not [s for s in receiver.spans if s.trace_id == trace_id]
+    sent = [r for r in primary.requests if r["path"] == "/v1/chat/completions"][0]
+    version, sent_trace, sent_parent, flags = sent["traceparent"].split("-")
+    assert (version, sent_trace, flags) == ("00", trace_id, "00")
+    assert sent_parent not in (caller_span, "0" * 16)  # the gateway's own (unrecorded) span
+    assert sent.get("tracestate") == "vendor=a1,other=b2"
+    records = [json.loads(line) for line in ledger_path.read_text().splitlines()]
+    (mine,) = [r for r in records if r.get("request_id") == "unsampled-1"]
+    assert mine["trace_id"] == trace_id
