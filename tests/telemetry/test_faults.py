@@ -120,7 +120,7 @@ def test_endpoint_resolution_and_sampler_defaults():
     cfg = load_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318/"})
     assert cfg.traces.endpoint == "http://127.0.0.1:4318/v1/traces"
     assert cfg.metrics.endpoint == "http://127.0.0.1:4318/v1/metrics"
-    assert (cfg.sampler_name, cfg.sampler_arg) == ("parentbased_traceidratio", 0.1)
+    assert (cfg.sampler_name, cfg.sampler_arg) == ("parentbased_traceidratio", 0.01)
     grpc = load_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert grpc.traces.endpoint == "http://127.0.0.1:4317" and grpc.traces.protocol == "grpc"
     assert load_config({"OTEL_EXPORTER_OTLP_TIMEOUT": "250", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}).traces.timeout_s == 0.25
