@@ -124,3 +124,19 @@ def test_endpoint_resolution_and_sampler_defaults():
     grpc = load_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert grpc.traces.endpoint == "http://127.0.0.1:4317" and grpc.traces.protocol == "grpc"
     assert load_config({"OTEL_EXPORTER_OTLP_TIMEOUT": "250", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}).traces.timeout_s == 0.25
+
+
+def test_http_protobuf_export_does_not_load_grpc():
+    """grpc costs about 9 MB of RSS; a gateway exporting over HTTP must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gateway.telemetry_config import load_config, span_exporter, metric_exporter\n"
+        "cfg = load_config({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:4318'})\n"
+        "span_exporter(cfg.traces); metric_exporter(cfg.metrics)\n"
+        "print('grpc' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False", out.stderr
