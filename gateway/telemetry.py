@@ -35,6 +35,7 @@ How other modules use it (``tel = request.app.state.telemetry``):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -107,6 +108,7 @@ class Telemetry:
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.telemetry_enabled
         self.capture_content = settings.telemetry_capture_content
+        self.flush_timeout_s = settings.telemetry_flush_timeout_s
         self.propagator = TraceContextTextMapPropagator()
         self._tracer_provider: TracerProvider | None = None
         self._metric_push: MetricPush | None = None
@@ -265,17 +267,34 @@ class Telemetry:
         return {"ok": True, "detail": "enabled" if self.enabled else "disabled"}
 
     def shutdown(self) -> None:
-        """Flush pending spans and metrics (bounded by the exporters' timeouts) and stop exporting."""
-        for provider in (self._tracer_provider, self._metric_push):
+        """Flush pending spans and metrics and stop exporting, within ``flush_timeout_s`` in all:
+        with the collector unreachable the exporters would retry for their full timeouts, and a
+        stopping gateway should not hang on that. What is still unsent then is given up (logged)."""
+        flushes = []
+        for what, provider in (("spans", self._tracer_provider), ("metrics", self._metric_push)):
             if provider is None:
                 continue
-            try:
-                provider.shutdown()
-            except Exception as exc:  # shutting down must never raise into the lifespan
-                log.warning("telemetry shutdown: %s", type(exc).__name__)
+            thread = threading.Thread(target=_quiet_shutdown, args=(provider,), name=f"canonic-flush-{what}",
+                                      daemon=True)
+            thread.start()
+            flushes.append((what, thread))
+        deadline = time.monotonic() + self.flush_timeout_s
+        for what, thread in flushes:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                endpoint = getattr(self.config, "traces" if what == "spans" else "metrics", None)
+                log.warning("telemetry: gave up flushing %s to %s after %.0f s; unsent %s are lost", what,
+                            redact_url(endpoint.endpoint) if endpoint else "the collector", self.flush_timeout_s, what)
         self._tracer_provider = None
         self._metric_push = None
         self.tracer = trace.NoOpTracer()
+
+
+def _quiet_shutdown(provider) -> None:
+    try:
+        provider.shutdown()
+    except Exception as exc:  # shutting down must never raise into the lifespan
+        log.warning("telemetry shutdown: %s", type(exc).__name__)
 
 
 def _headers_carrier(scope: Scope) -> dict[str, str]:

@@ -73,6 +73,19 @@ def test_slow_collector_does_not_slow_requests(tmp_path, receiver, client):
     assert worst < 0.5, f"a request took {worst:.3f}s while the collector hung"
 
 
+def test_shutdown_gives_up_flushing_to_a_hung_collector_in_time(tmp_path, receiver, client, caplog):
+    receiver.mode, receiver.slow_s = "slow", 20.0
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER": "always_on",
+           "OTEL_EXPORTER_OTLP_TIMEOUT": "30000", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
+    with running_gateway(tmp_path, env, telemetry_flush_timeout_s=1.0) as (base, _app):
+        assert client.get(base + "/healthz").status_code == 200
+        started = time.monotonic()
+    took = time.monotonic() - started
+    receiver.mode = "ok"
+    assert took < 5, f"shutdown took {took:.1f}s with a 1 s flush limit"
+    assert "gave up flushing" in caplog.text and receiver.endpoint.split("//")[1] in caplog.text
+
+
 def test_disabled_telemetry_exports_nothing(tmp_path, receiver, client):
     env = {**FAST, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
     with running_gateway(tmp_path, env, telemetry_enabled=False) as (base, app):
