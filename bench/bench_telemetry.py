@@ -1,5 +1,7 @@
 """What telemetry costs the gateway: the same workload with telemetry off, with the default sampler
-(parent-based ratio 0.1) exporting to a loopback OTLP receiver, and with every span sampled.
+(parent-based ratio 0.01) and at ratio 0.1 exporting to a loopback OTLP receiver, and with every
+span sampled. (bench/bench_inference.py measures the same on the governed inference path, with the
+modes in alternating rounds; this script is the quick one for any route.)
 
 For each mode a fresh gateway runs as a subprocess (uvicorn, one worker) and an aiohttp client sends
 ``--requests`` GETs/POSTs at ``--concurrency``. Reported per mode: requests/s and the gateway
@@ -50,7 +52,8 @@ def _modes(endpoint: str) -> dict[str, dict[str, str]]:
     return {
         "off": {"CANONIC_TELEMETRY_ENABLED": "false"},
         "on, no exporter": {},
-        "default (ratio 0.1)": export,
+        "default (ratio 0.01)": export,
+        "ratio 0.1": {**export, "OTEL_TRACES_SAMPLER_ARG": "0.1"},
         "always_on": {**export, "OTEL_TRACES_SAMPLER": "always_on"},
     }
 

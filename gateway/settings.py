@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     # Telemetry
     telemetry_enabled: bool = True
     telemetry_capture_content: bool = False
-    # How long shutdown may spend flushing spans and metrics to the collector (then gives up).
+    # How long shutdown may spend flushing spans and metrics to the collector (then gives up,
+    # logged); 0 does not wait at all.
     telemetry_flush_timeout_s: float = Field(default=5.0, ge=0)
 
     # Garbage collection while serving: allocations between young-generation collections

@@ -1,7 +1,8 @@
-"""Telemetry: OpenTelemetry traces and metrics configured once from the standard ``OTEL_*`` variables,
-plus the Prometheus registry behind ``GET /metrics``. Built once in the lifespan as
-``app.state.telemetry = Telemetry(settings)``; ``shutdown()`` flushes. No globals: the tracer and meter
-providers belong to this object (the global OTel providers are never set).
+"""Telemetry: OpenTelemetry traces configured once from the standard ``OTEL_*`` variables, and the
+Prometheus registry behind ``GET /metrics``, which is also pushed as OTLP metrics
+(``gateway/telemetry_push.py``). Built once in the lifespan as ``app.state.telemetry =
+Telemetry(settings)``; ``shutdown()`` flushes within ``telemetry_flush_timeout_s``. No globals: the
+tracer provider and the metrics push belong to this object (the global OTel providers are never set).
 
 How other modules use it (``tel = request.app.state.telemetry``):
 
@@ -15,8 +16,12 @@ How other modules use it (``tel = request.app.state.telemetry``):
           span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, n)
 
   The SERVER span and its context are on ``request.state.otel_span`` / ``request.state.otel_context``
-  (pass ``context=`` to ``tel.span`` when working outside the request's task). ``tel.trace_id()`` gives
-  the current trace id (hex) for the ledger. Put small per-step facts on one span (attributes or
+  (pass ``context=`` to ``tel.span`` when working outside the request's task); whether it is sampled
+  is ``request.state.otel_sampled``. Most requests are not sampled, so the request path asks through
+  shortcuts that skip the context API: ``tel.recording_for(request)`` (make child spans or not),
+  ``tel.request_headers(request)`` (traceparent for an upstream call without a child span) and
+  ``tel.request_trace_id(request)`` (the ledger's trace id); ``tel.trace_id()`` gives the current
+  trace id anywhere else. Put small per-step facts on one span (attributes or
   ``span.add_event``) rather than opening many children: each span costs CPU (reference/telemetry-cost.md).
   Prompt/completion text only via ``tel.add_content(span, key, text)``, which is a no-op unless
   ``settings.telemetry_capture_content``.
@@ -131,17 +136,6 @@ class Telemetry:
             }
         )
         self.metrics = Metrics()
-        if cfg.metrics is not None:
-            exporter = CountingMetricExporter(
-                metric_exporter(cfg.metrics), lambda: self.metrics.record_exporter_failure("metrics")
-            )
-            self._metric_push = MetricPush(
-                self.metrics.registry,
-                exporter,
-                resource,
-                interval_s=cfg.metric_interval_ms / 1000,
-                timeout_s=cfg.metric_timeout_ms / 1000,
-            )
         self._tracer_provider = TracerProvider(resource=resource, sampler=cfg.sampler())
         if cfg.traces is not None:
             exporter = CountingSpanExporter(
@@ -157,6 +151,17 @@ class Telemetry:
                 )
             )
         self.tracer = self._tracer_provider.get_tracer("canonic-gateway")
+        if cfg.metrics is not None:  # last: its thread starts at once, after everything that may raise
+            exporter = CountingMetricExporter(
+                metric_exporter(cfg.metrics), lambda: self.metrics.record_exporter_failure("metrics")
+            )
+            self._metric_push = MetricPush(
+                self.metrics.registry,
+                exporter,
+                resource,
+                interval_s=cfg.metric_interval_ms / 1000,
+                timeout_s=cfg.metric_timeout_ms / 1000,
+            )
         log.info(
             "telemetry: traces %s, metrics %s, sampler %s",
             f"{cfg.traces.protocol} -> {redact_url(cfg.traces.endpoint)}" if cfg.traces else "not exported",
@@ -281,7 +286,7 @@ class Telemetry:
         deadline = time.monotonic() + self.flush_timeout_s
         for what, thread in flushes:
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+            if thread.is_alive() and self.flush_timeout_s > 0:
                 endpoint = getattr(self.config, "traces" if what == "spans" else "metrics", None)
                 log.warning("telemetry: gave up flushing %s to %s after %.0f s; unsent %s are lost", what,
                             redact_url(endpoint.endpoint) if endpoint else "the collector", self.flush_timeout_s, what)

@@ -106,7 +106,7 @@ def test_bad_metric_input_is_refused_clearly(tmp_path):
             raise AssertionError("duplicate observe accepted")
 
 
-def test_metrics_are_mirrored_over_otlp(tmp_path, receiver, client):
+def test_metrics_are_pushed_over_otlp(tmp_path, receiver, client):
     env = {**FAST, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_EXPORTER": "none"}
     with running_gateway(tmp_path, env) as (base, app):
         app.state.telemetry.metrics.set_circuit("local-1", "half_open")

@@ -54,6 +54,9 @@ def test_pushed_histogram_and_counters_equal_the_scrape(tmp_path, receiver, clie
     assert not receiver.metric_points("canonic_decisions_total")
     circuit = _latest(receiver, "canonic_circuit_state", upstream="vastai/i-1")
     assert circuit.kind == "gauge" and circuit.value == 2
+    drops = _latest(receiver, "canonic_ledger_drops")  # a counter from a registered callback
+    assert drops.kind == "sum" and drops.monotonic is True and drops.value == 0 and drops.attributes == {}
+    assert _latest(receiver, "canonic_ledger_queue_depth").kind == "gauge"
 
 
 def test_pushes_repeat_every_interval_and_stay_cumulative(tmp_path, receiver, client):
