@@ -9,7 +9,7 @@ subprocess), each measured with the same aiohttp load generator:
                sampler (parent-based, trace-id ratio 0.01)
   gateway+all  the same with every span sampled (OTEL_TRACES_SAMPLER=always_on)
 
-    .venv/bin/python bench/bench_inference.py [--requests 2000] [--concurrency 32] [--serial 500] [--rounds 3]
+    .venv/bin/python bench/bench_inference.py [--requests 2000] [--concurrency 32] [--serial 500] [--rounds 5]
 
 Four runs per target: non-stream at --concurrency and at concurrency 1, streamed at concurrency 16
 and at concurrency 1. Prints requests/s, p50/p99 latency and time to first byte per target, each as a
@@ -180,7 +180,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="requests per run at concurrency")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--serial", type=int, default=500, help="requests per run at concurrency 1")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the telemetry-cost runs")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of the telemetry-cost runs")
     args = ap.parse_args()
 
     procs: list[subprocess.Popen] = []
