@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from gateway.auth import SCOPES, mint_token
 from gateway.settings import Settings
 from providers.local import LocalBackend
 from tests.harness import GatewayClient, serve_app
+from tests.procs import kill_groups, processes_under
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-compute-0123456789abcdef"
@@ -39,32 +39,11 @@ needs_local = pytest.mark.skipif(not local_available(), reason="llama-cpp-python
 
 def servers_under(root: Path) -> list[int]:
     """Live processes whose working directory is under ``root`` (the llama.cpp servers)."""
-    base = str(root.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if cwd.startswith(base + "/") and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    return processes_under(root)
 
 
 def kill_servers(root: Path) -> list[int]:
-    left = servers_under(root)
-    for pid in left:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 5
-    while servers_under(root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    return kill_groups(lambda: processes_under(root))
 
 
 def compute_settings(root: Path, env: dict[str, str] | None = None, **overrides) -> Settings:

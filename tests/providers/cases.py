@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from providers.contract import Instance, Spec, SSHInfo
 from providers.lifecycle import Deadlines
 from providers.local import local_provider
 from providers.managed import ManagedProvider
+from tests.procs import processes_under
 
 # Small deadlines so every wait in the suite is bounded well under pytest-timeout.
 TEST_DEADLINES = Deadlines(
@@ -58,19 +58,7 @@ def local_put(root: Path, instance: Instance, name: str, data: bytes) -> str:
 
 
 def local_leftovers(root: Path) -> list[int]:
-    base = str((root / "instances").resolve())
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if cwd.startswith(base + "/") and state not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
+    return processes_under(root / "instances")
 
 
 def local_gone(instance: Instance) -> bool:

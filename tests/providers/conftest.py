@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 from providers.errors import ProviderError
 from providers.lifecycle import Deadlines
 from providers.managed import ManagedProvider
+from tests.procs import kill_groups
 from tests.providers.cases import CASES, TEST_DEADLINES, ProviderCase
 
 
@@ -35,16 +33,7 @@ def _is_local_server(pid: int) -> bool:
 
 
 def _kill_leftovers(case: ProviderCase, root: Path) -> list[int]:
-    left = [pid for pid in case.leftovers(root) if _is_local_server(pid)]
-    for pid in left:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 5
-    while case.leftovers(root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    return kill_groups(lambda: [pid for pid in case.leftovers(root) if _is_local_server(pid)])
 
 
 @pytest.fixture
@@ -71,3 +60,11 @@ def make_provider(case: ProviderCase, root: Path) -> Iterator[Callable[..., Mana
 @pytest.fixture
 def provider(make_provider: Callable[..., ManagedProvider]) -> ManagedProvider:
     return make_provider()
+
+
+@pytest.fixture
+def local(make_provider, case):
+    """``make_provider`` for the local adapter's own tests (skipped for the other cases)."""
+    if case.name != "local":
+        pytest.skip("local adapter tests")
+    return make_provider

@@ -30,13 +30,6 @@ from tests.providers.cases import LOCAL, TEST_DEADLINES, local_leftovers
 SPEC = LOCAL.spec
 
 
-@pytest.fixture
-def local(make_provider, case):
-    if case.name != "local":
-        pytest.skip("local adapter tests")
-    return make_provider
-
-
 def _nothing_created(root: Path) -> bool:
     instances = root / "instances"
     return not instances.exists() or not any(instances.iterdir())

@@ -19,13 +19,6 @@ from tests.providers.cases import LOCAL, TEST_DEADLINES, local_leftovers
 SPEC = LOCAL.spec
 
 
-@pytest.fixture
-def local(make_provider, case):
-    if case.name != "local":
-        pytest.skip("local adapter tests")
-    return make_provider
-
-
 def test_pull_past_its_deadline_fails_and_leaves_no_partial_copy(local, root):
     provider = local(deadlines=replace(TEST_DEADLINES, pull_s=0.0))
     instance = provider.spinup(SPEC)
