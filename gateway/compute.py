@@ -24,6 +24,7 @@ from gateway.compute_providers import build_providers, choose_offer, make_spec
 from gateway.errors import GatewayError, GatewayTimeout, ServiceUnavailable
 from gateway.health_gate import GateFailed, health_gate
 from gateway.settings import Settings
+from gateway.telemetry import ATTR_INSTANCE_ID
 from governance.decision import Facts
 from providers.contract import Instance, Offer, Spec
 from providers.errors import ProviderError
@@ -195,7 +196,7 @@ class ComputeService(ComputeBase):
                     await outcome("cancelled", 503, error_type="spinup_cancelled")
                 finally:
                     raise
-            span.set_attribute("canonic.compute.instance", instance.instance_id)
+            span.set_attribute(ATTR_INSTANCE_ID, instance.instance_id)
             await outcome("created", 202, instance=instance.instance_id)
         return instance
 

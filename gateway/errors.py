@@ -98,10 +98,6 @@ class ServiceUnavailable(GatewayError):
     status, type = 503, "service_unavailable"
 
 
-class BadGateway(GatewayError):
-    status, type = 502, "upstream_error"
-
-
 class GatewayTimeout(GatewayError):
     status, type = 504, "timeout_error"
 

@@ -7,7 +7,7 @@ action; a missing or mistyped binding yields a Policy that refuses with ``bindin
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.settings import BINDING_DEFAULTS, Settings
@@ -26,7 +26,6 @@ class GovernanceState:
     result: CompileResult | None
     policy: Policy
     load_error: str | None = None
-    loaded_at: float = field(default_factory=time.time)
     env_findings: tuple[Finding, ...] = ()  # the bindings' values (never quoted), from the Policy's rules
     last_validation: dict[str, Any] | None = None  # the startup compile of the gateway's own scope
     last_request_validation: dict[str, Any] | None = None  # the latest POST /validate

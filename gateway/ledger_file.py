@@ -90,7 +90,6 @@ class LedgerFile:
         self.fsync = fsync
         self._fh: BinaryIO | None = None
         self._size = 0
-        self.repairs = 0
         self._lock_fd: int | None = None
 
     @property
@@ -187,7 +186,6 @@ class LedgerFile:
         fh.truncate(end)
         fh.flush()
         os.fsync(fh.fileno())
-        self.repairs += 1
         log.warning(
             "decision ledger %s ended with a partial line (%d bytes, crash mid-write?): moved to %s",
             self.path.name,

@@ -37,9 +37,6 @@ OPTIONAL_FIELDS: tuple[str, ...] = (
     "input_tokens",
     "output_tokens",
 )
-# Set by the ledger itself, never taken from the caller.
-CHAIN_FIELDS: tuple[str, ...] = ("seq", "prev", "hash")
-
 MASK = "[masked]"
 MAX_STRING = 1024
 MAX_LIST = 64

@@ -77,7 +77,6 @@ GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
@@ -366,6 +365,8 @@ class TelemetryMiddleware:
                     span.update_name(f"{method} {route}")
                     span.set_attribute(HTTP_ROUTE, route)
                 span.set_attribute(HTTP_RESPONSE_STATUS_CODE, code)
+                if "request_id" in state:  # set by RequestIdMiddleware, inside this one
+                    span.set_attribute(ATTR_REQUEST_ID, state["request_id"])
                 if error is not None:
                     span.set_attribute(ERROR_TYPE, type(error).__qualname__)
                     span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))

@@ -14,9 +14,7 @@ from dataclasses import replace
 
 from governance.checks_docs import F
 from governance.ir import Constraint, Finding, Scope
-from governance.parse import CHECK_KINDS
 
-KINDS = CHECK_KINDS
 # Ordered pattern table for lines without an explicit (check: kind) suffix. Each hit is reported.
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"hard-?code.*(credential|endpoint|binding)", re.I), "no_literals"),

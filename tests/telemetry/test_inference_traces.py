@@ -57,6 +57,7 @@ def test_streamed_chat_span_tree_and_propagation(traced, receiver, primary):  # 
     assert server.kind == "SERVER" and server.parent_span_id == caller_span  # child of the caller's span
     assert server.attributes["http.route"] == "/v1/chat/completions"
     assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["canonic.request.id"] == "trace-a-1"  # joins the ledger record and the logs
     (auth,) = by_name["auth"]
     (decide,) = by_name["policy.decide"]
     (upstream,) = by_name["chat fake-model"]
