@@ -16,8 +16,8 @@ How other modules use it (``tel = request.app.state.telemetry``):
           span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, n)
 
   The SERVER span and its context are on ``request.state.otel_span`` / ``request.state.otel_context``
-  (pass ``context=`` to ``tel.span`` when working outside the request's task); whether it is sampled
-  is ``request.state.otel_sampled``. Most requests are not sampled, so the request path asks through
+  (pass ``context=`` to ``tel.span`` when working outside the request's task). Most requests are
+  not sampled, so the request path asks through
   shortcuts that skip the context API: ``tel.recording_for(request)`` (make child spans or not),
   ``tel.request_headers(request)`` (traceparent for an upstream call without a child span) and
   ``tel.request_trace_id(request)`` (the ledger's trace id); ``tel.trace_id()`` gives the current
@@ -188,12 +188,12 @@ class Telemetry:
 
     # -- per-request shortcuts (most requests are not sampled; these skip the context API) ----
     def recording_for(self, request) -> bool:
-        """``recording()`` for the request's own task, answered from the flag the middleware set
-        when it opened the request's SERVER span (``otel_sampled``), without a context lookup."""
+        """``recording()`` for the request's own task, answered by the SERVER span the middleware
+        opened (children of a span are recorded exactly when it is), without a context lookup."""
         if self._tracer_provider is None:
             return False
-        flag = request.scope.get("state", {}).get("otel_sampled")
-        return self.recording() if flag is None else flag
+        span = request.scope.get("state", {}).get("otel_span")
+        return self.recording() if span is None else span.is_recording()
 
     def request_headers(self, request) -> dict[str, str] | None:
         """The W3C trace headers naming the request's SERVER span, for an upstream call made
@@ -331,8 +331,7 @@ class TelemetryMiddleware:
             carrier = _headers_carrier(scope)
             parent = tel.propagator.extract(carrier) if carrier else None
             span = tel.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
-            sampled = state["otel_sampled"] = span.is_recording()
-            if sampled:  # the built-in samplers do not read attributes: set them only when kept
+            if span.is_recording():  # the built-in samplers do not read attributes: set them only when kept
                 span.set_attributes({
                     HTTP_REQUEST_METHOD: method,
                     URL_PATH: scope.get("path", ""),

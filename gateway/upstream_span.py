@@ -85,15 +85,13 @@ class AttemptSpan:
         self._ended = False
         self.model = binding.model
         self._telemetry = telemetry
-        traced = getattr(call, "traced", None)
-        if telemetry is None or not (telemetry.recording() if traced is None else traced):
+        if telemetry is None or not (telemetry.recording() if call.traced is None else call.traced):
             self.span = None
             # an unsampled trace still propagates (flag 00) so the upstream does not start its own
             if telemetry is None or not telemetry.tracing:
                 self.headers = _NO_HEADERS
             else:
-                preset = getattr(call, "trace_headers", None)
-                self.headers = preset if preset is not None else telemetry.inject({})
+                self.headers = call.trace_headers if call.trace_headers is not None else telemetry.inject({})
             return
         operation = "chat" if call.chat else "text_completion"
         try:  # hostname/port only: userinfo in a configured URL never reaches a span
