@@ -207,3 +207,17 @@ class RoadmapItem:
     text: str
     file: str
     line: int
+
+
+def type_by_name(name: str) -> str:
+    """The naming convention for a binding's type, shared by the parser (a declared binding whose
+    note names no type) and the Policy (a binding read by convention)."""
+    if name.endswith(("_MS", "_TRIES", "TOKENS_MIN", "TOKENS_MAX", "MAX_TOKENS", "_MAX_INSTANCES", "_N_CTX")):
+        return "int"
+    if name.endswith("_MAX_DPH"):
+        return "decimal"
+    if name.endswith(("_MODELS", "_GPUS", "_IMAGES", "_TEMPLATES")):
+        return "csv"
+    if name.endswith("_URL"):
+        return "url"
+    return "string"

@@ -24,6 +24,7 @@ from governance.ir import (
     Scope,
     SurfaceRoute,
     VocabTerm,
+    type_by_name,
 )
 from governance.source_doc import Doc, Table, new_markdown, read_doc, tables
 
@@ -166,15 +167,7 @@ def binding_type(name: str, secret: bool, note: str) -> str:
     first = re.split(r"[\s.,:;]", note.strip(), maxsplit=1)[0].lower() if note.strip() else ""
     if first in _TYPE_WORDS:
         return _TYPE_WORDS[first]
-    if name.endswith(("_MS", "_TRIES", "TOKENS_MIN", "TOKENS_MAX", "MAX_TOKENS", "_MAX_INSTANCES", "_N_CTX")):
-        return "int"
-    if name.endswith("_MAX_DPH"):
-        return "decimal"
-    if name.endswith(("_MODELS", "_GPUS", "_IMAGES", "_TEMPLATES")):
-        return "csv"
-    if name.endswith("_URL"):
-        return "url"
-    return "string"
+    return type_by_name(name)
 
 
 def _spec(scope: Scope, doc: Doc, tabs: list[Table]) -> None:

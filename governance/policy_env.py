@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
-from .ir import Binding, Constraint, Scope
+from .ir import Binding, Constraint, Scope, type_by_name
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
@@ -46,21 +46,9 @@ def caps(c: Constraint) -> list[tuple[str, str, Decimal]]:
 
 def inferred_type(name: str) -> str:
     """The type of a binding read by convention (not declared), from its name's suffix."""
-    if name.endswith("_API_KEY") or name.endswith("_SECRET") or name.endswith("_TOKEN"):
+    if name.endswith(("_API_KEY", "_SECRET", "_TOKEN")):
         return "secret"
-    if name.endswith(("_MS", "_TRIES", "_TOKENS_MIN", "_TOKENS_MAX", "_MAX_INSTANCES")) or name in (
-        "MAX_TOKENS",
-        "TOKENS_MIN",
-        "TOKENS_MAX",
-    ):
-        return "int"
-    if name.endswith("_MAX_DPH"):
-        return "decimal"
-    if name.endswith(("_MODELS", "_GPUS", "_TEMPLATES", "_IMAGES")):
-        return "csv"
-    if name.endswith("_BASE_URL"):
-        return "url"
-    return "string"
+    return type_by_name(name)
 
 
 def parse_value(kind: str, raw: str) -> tuple[object, str | None]:
