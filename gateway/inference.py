@@ -18,24 +18,16 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
+from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ServiceUnavailable
+from gateway.request_body import read_body
 
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request body as JSON, refusing bodies over ``limit`` bytes (413) before reading them
     whole, and malformed JSON (400)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit", code="body_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit", code="body_too_large")
-        chunks.append(chunk)
+    raw = await read_body(request, limit)
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(raw)
     except ValueError:
         raise BadRequest(
             "We could not parse the JSON body of your request. Send a JSON object.", code="invalid_json"

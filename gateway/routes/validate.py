@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway import audit
 from gateway.auth import require
-from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.openai_models import ERROR_SCHEMA
+from gateway.request_body import read_body
 from governance.compiler import CompileResult, compile_files, compile_policy, single_file, spec_name
 from governance.decision import Facts
 from governance.report import FORMATS, github, junit, report_dict, sarif, text
@@ -76,19 +77,6 @@ def _utf8(body: str, where: str) -> None:
         ) from None
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _render(result: CompileResult, fmt: str, payload: dict[str, Any]) -> Response:
     if fmt == "json":
         return JSONResponse(payload)
@@ -136,7 +124,7 @@ async def validate(request: Request, format: str = Query("json"), file: str = Qu
         raise UnsupportedMediaType(
             'send application/json {"files": {...}} or one text/markdown file', code="unsupported_media_type"
         )
-    raw = await _body(request, settings.validate_max_bytes)
+    raw = await read_body(request, settings.validate_max_bytes)
     previous, root, single = None, "MAGIC", None
     if ctype == "application/json":
         try:
